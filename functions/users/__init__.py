@@ -1,0 +1,1 @@
+"""users: the "my" domain — profile and owned characters (API.md "users")."""

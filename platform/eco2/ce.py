@@ -1,0 +1,186 @@
+"""CloudEvents in and out (binary and structured mode), deduplication, and reply events.
+
+Status codes follow Knative's data-plane contract: 2xx done; 400 for input that will never be
+accepted (malformed, missing attributes, unknown type, invalid data: not retried); 409 while the
+same (source, id) is being handled elsewhere (retried); 5xx for failures worth retrying.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+from werkzeug.wrappers import Response
+
+from eco2 import errors
+from eco2.context import Context, Event, OutEvent
+
+if TYPE_CHECKING:
+    from flask import Request
+
+    from eco2.runtime import Runtime
+
+log = logging.getLogger("eco2.events")
+REQUIRED = ("id", "source", "type", "specversion")
+_CORE = {"id", "source", "type", "specversion", "datacontenttype", "dataschema", "subject", "time", "data"}
+DEDUPE_TTL = 7 * 24 * 3600
+CLAIM_TTL = 300
+
+
+class InvalidEvent(errors.BadRequest):
+    default_code = "INVALID_CLOUDEVENT"
+    default_detail = "The request is not a valid CloudEvent."
+
+
+def parse(request: Request) -> dict[str, Any]:
+    """Both content modes -> one dict of attributes (+ 'data'); never raises anything but InvalidEvent."""
+    raw = request.get_data(cache=True)
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.startswith("application/cloudevents-batch"):
+        raise InvalidEvent("Batched CloudEvents are not accepted; send one event per request.", "UNSUPPORTED_BATCH")
+    if content_type.startswith("application/cloudevents"):
+        try:
+            attrs = json.loads(raw)
+        except ValueError:
+            raise InvalidEvent("The structured CloudEvent is not valid JSON.") from None
+        if not isinstance(attrs, dict):
+            raise InvalidEvent("A structured CloudEvent is a JSON object.")
+        if "data_base64" in attrs:
+            raise InvalidEvent("data_base64 is not accepted; send JSON data.", "UNSUPPORTED_DATA")
+    else:
+        attrs = {k[3:].lower(): v for k, v in request.headers.items() if k.lower().startswith("ce-")}
+        if raw:
+            if "json" not in content_type:
+                raise InvalidEvent("Event data must be JSON (Content-Type: application/json).", "UNSUPPORTED_DATA")
+            try:
+                attrs["data"] = json.loads(raw)
+            except ValueError:
+                raise InvalidEvent("The event data is not valid JSON.") from None
+    missing = [name for name in REQUIRED if not attrs.get(name)]
+    if missing:
+        raise InvalidEvent(f"Missing required CloudEvent attributes: {', '.join(missing)}.", "MISSING_ATTRIBUTES")
+    if attrs["specversion"] != "1.0":
+        raise InvalidEvent(f"specversion {attrs['specversion']!r} is not supported (1.0 is).", "UNSUPPORTED_SPECVERSION")
+    return dict(attrs)
+
+
+def dispatch(runtime: Runtime, request: Request, request_id: str) -> Response:
+    attrs = parse(request)
+    event_type = str(attrs["type"])
+    metrics = runtime.metrics.events
+    name = runtime.function.name
+    handler = runtime.function.events.get(event_type)
+    if handler is None:
+        metrics.labels(name, event_type, "rejected").inc()
+        raise InvalidEvent(f"{name} does not handle events of type {event_type}.", "UNKNOWN_EVENT_TYPE")
+    data: Any = attrs.get("data")
+    if handler.data is not None:
+        try:
+            data = handler.data.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            metrics.labels(name, event_type, "rejected").inc()
+            from eco2.runtime import describe_validation
+
+            raise InvalidEvent(f"Invalid data for {event_type}: {describe_validation(exc)}", "INVALID_EVENT_DATA") from None
+    event = Event(
+        id=str(attrs["id"]),
+        source=str(attrs["source"]),
+        type=event_type,
+        data=data,
+        subject=attrs.get("subject"),
+        time=attrs.get("time"),
+        extensions={k: v for k, v in attrs.items() if k not in _CORE},
+    )
+    dedupe = Deduplicator(runtime) if handler.idempotent and "redis" in runtime.function.uses else None
+    if dedupe is not None:
+        previous = dedupe.claim(event)
+        if previous is not None:
+            metrics.labels(name, event_type, "duplicate").inc()
+            log.info("duplicate delivery ignored", extra={"event_id": event.id, "event_source": event.source})
+            return previous
+    ctx = Context(function=name, settings=runtime.settings, clients=runtime.clients, request_id=request_id)
+    try:
+        result = handler.handler(ctx, event)
+        ctx.finish(ok=True)
+    except BaseException:
+        ctx.finish(ok=False)
+        if dedupe is not None:
+            dedupe.release(event)
+        metrics.labels(name, event_type, "failed").inc()
+        raise
+    response = reply(result, default_source=f"/eco2/{name}") if isinstance(result, OutEvent) else Response(status=200)
+    if dedupe is not None:
+        dedupe.done(event, response)
+    metrics.labels(name, event_type, "handled").inc()
+    return response
+
+
+def reply(event: OutEvent, *, default_source: str) -> Response:
+    """A 200 carrying a CloudEvent in binary mode: the broker publishes it."""
+    headers = binary_headers(event, default_source=default_source)
+    body = json.dumps(to_jsonable(event.data), ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=200, headers=headers, content_type="application/json")
+
+
+def binary_headers(event: OutEvent, *, default_source: str) -> dict[str, str]:
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": event.id or uuid.uuid4().hex,
+        "ce-source": event.source or default_source,
+        "ce-type": event.type,
+        "ce-time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if event.subject:
+        headers["ce-subject"] = event.subject
+    for key, value in event.extensions.items():
+        headers[f"ce-{key}"] = value
+    return headers
+
+
+def to_jsonable(data: Any) -> Any:
+    return data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+
+
+class Deduplicator:
+    """(source, id) claimed with Redis SET NX: exactly-once effects under at-least-once delivery.
+
+    A claim is 'processing' for CLAIM_TTL (a crashed handler's claim expires and the redelivery
+    runs); a duplicate arriving meanwhile gets 409, which the broker retries. After success the key
+    holds the reply (if any) for DEDUPE_TTL, so a redelivery re-sends the same reply event.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.redis = runtime.clients.redis
+        self.function = runtime.function.name
+
+    def key(self, event: Event[Any]) -> str:
+        return f"dedupe:{self.function}:{event.source}:{event.id}"
+
+    def claim(self, event: Event[Any]) -> Response | None:
+        key = self.key(event)
+        if self.redis.set(key, "processing", ex=CLAIM_TTL, nx=True):
+            return None
+        stored = self.redis.get(key)
+        if stored is None:  # expired between the two calls: claim again
+            return self.claim(event)
+        if stored == "processing":
+            raise errors.Conflict("This event is being handled by another delivery.", "EVENT_IN_PROGRESS")
+        record = json.loads(stored)
+        if record.get("reply"):
+            r = record["reply"]
+            return Response(r["body"], status=200, headers=r["headers"], content_type="application/json")
+        return Response(status=200)
+
+    def done(self, event: Event[Any], response: Response) -> None:
+        record: dict[str, Any] = {"done": True}
+        if response.headers.get("ce-type"):
+            headers = {k: v for k, v in response.headers.items() if k.lower().startswith("ce-")}
+            record["reply"] = {"headers": headers, "body": response.get_data(as_text=True)}
+        self.redis.set(self.key(event), json.dumps(record, ensure_ascii=False), ex=DEDUPE_TTL)
+
+    def release(self, event: Event[Any]) -> None:
+        self.redis.delete(self.key(event))

@@ -1,0 +1,190 @@
+"""The `eco2` command line: dev, run, invoke, functions, validate, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from eco2 import funcyaml
+from eco2.settings import SettingsError
+
+
+def _project(args: argparse.Namespace) -> tuple[Path, funcyaml.FuncYaml]:
+    root = funcyaml.find_root(Path(args.root) if args.root else None)
+    return root, funcyaml.load(root / "func.yaml")
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from eco2.dev import run
+
+    root, _ = _project(args)
+    run(root, args.host, args.port)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from eco2.server import container_env, serve
+
+    root, project = _project(args)
+    spec = project.get(args.function)
+    os.environ.update(container_env(spec, os.environ))
+    port = args.port or int(os.environ.get("PORT", "8080"))
+    print(f"eco2 run: {spec.name} on http://{args.host}:{port}", file=sys.stderr, flush=True)
+    serve(spec, root, args.host, port)
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    import requests
+
+    root, project = _project(args)
+    project.get(args.function)  # fail clearly on an unknown name
+    url = args.url.rstrip("/") + (args.path if args.path.startswith("/") else "/" + args.path)
+    headers = dict(h.split(":", 1) for h in args.header)
+    headers = {k.strip(): v.strip() for k, v in headers.items()}
+    data = args.data.encode() if args.data is not None else None
+    method = args.method
+    if args.event:
+        method = "POST"
+        attrs = {"specversion": "1.0", "id": args.id or uuid.uuid4().hex, "source": args.source, "type": args.event}
+        if args.mode == "structured":
+            body = {**attrs, "datacontenttype": "application/json", "data": json.loads(args.data or "{}")}
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/cloudevents+json"
+        else:
+            headers.update({f"ce-{k}": v for k, v in attrs.items()})
+            headers["Content-Type"] = "application/json"
+            data = (args.data or "{}").encode()
+    elif data is not None:
+        headers.setdefault("Content-Type", "application/json")
+    response = requests.request(method or "GET", url, data=data, headers=headers, timeout=args.timeout)
+    print(f"HTTP {response.status_code} {response.reason}")
+    for key, value in response.headers.items():
+        print(f"{key}: {value}")
+    print()
+    print(response.text)
+    return 0 if response.status_code < 400 else 1
+
+
+def cmd_functions(args: argparse.Namespace) -> int:
+    _, project = _project(args)
+    rows = [("NAME", "TRIGGERS", "ROUTES / EVENTS", "IMAGE")]
+    for spec in project.functions.values():
+        triggers = []
+        if spec.ingress:
+            triggers.append("http")
+        if spec.deploy.subscriptions:
+            triggers.append("events")
+        if spec.schedules:
+            triggers.append("schedule")
+        what = [*spec.ingress, *(s.filters["type"] for s in spec.deploy.subscriptions), *(s.schedule for s in spec.schedules)]
+        rows.append((spec.name, ",".join(triggers), " ".join(what), spec.image))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    root, project = _project(args)
+    problems: list[str] = []
+    from eco2.entry import import_function
+
+    for spec in project.functions.values():
+        if not (root / spec.main_path).is_file():
+            problems.append(f"func.yaml: functions.{spec.name}: {spec.main_path} does not exist")
+            continue
+        try:
+            function = import_function(spec.module)
+        except (ImportError, TypeError, AttributeError) as exc:
+            problems.append(f"func.yaml: functions.{spec.name}.module: cannot load {spec.module}: {exc}")
+            continue
+        for route in function.routes:
+            if not any(route.path == p or route.path.startswith(p + "/") for p in spec.ingress):
+                problems.append(
+                    f"func.yaml: functions.{spec.name}.ingress: no prefix routes {route.method} {route.path}"
+                )
+        subscribed = {s.filters["type"] for s in spec.deploy.subscriptions} | {s.type for s in spec.schedules}
+        for missing in sorted(set(function.events) - subscribed):
+            problems.append(f"func.yaml: functions.{spec.name}.deploy.subscriptions: nothing delivers {missing}")
+        for extra in sorted(subscribed - set(function.events)):
+            problems.append(f"func.yaml: functions.{spec.name}.deploy.subscriptions: no handler for {extra}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"func.yaml: ok ({len(project.functions)} functions)")
+    return 1 if problems else 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from eco2.migrate import current, upgrade
+
+    url = args.database_url or os.environ.get("DATABASE_URL", "")
+    if not url:
+        print("eco2 migrate: set DATABASE_URL or pass --database-url", file=sys.stderr)
+        return 2
+    upgrade(url, args.revision)
+    print(f"database at revision {current(url)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="eco2", description="Eco² serverless functions on Knative.")
+    p.add_argument("--root", help="project root holding func.yaml (default: search upwards)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run every function behind one local gateway")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(func=cmd_dev)
+
+    run = sub.add_parser("run", help="run one function exactly as its container does")
+    run.add_argument("function")
+    run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--port", type=int, default=0, help="default: $PORT or 8080")
+    run.set_defaults(func=cmd_run)
+
+    inv = sub.add_parser("invoke", help="send an HTTP request or a CloudEvent to a running function")
+    inv.add_argument("function")
+    inv.add_argument("--url", default="http://127.0.0.1:8080")
+    inv.add_argument("--path", default="/")
+    inv.add_argument("-X", "--method", default="GET")
+    inv.add_argument("-d", "--data", help="request body, or the event's JSON data")
+    inv.add_argument("-H", "--header", action="append", default=[], help="'Name: value'")
+    inv.add_argument("--event", help="send a CloudEvent of this type")
+    inv.add_argument("--source", default="/eco2/cli")
+    inv.add_argument("--id", help="event id (default: random)")
+    inv.add_argument("--mode", choices=("binary", "structured"), default="binary")
+    inv.add_argument("--timeout", type=float, default=30)
+    inv.set_defaults(func=cmd_invoke)
+
+    sub.add_parser("functions", help="list the functions in func.yaml").set_defaults(func=cmd_functions)
+    sub.add_parser("validate", help="check func.yaml against the code").set_defaults(func=cmd_validate)
+
+    mig = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
+    mig.add_argument("--database-url")
+    mig.add_argument("--revision", default="head")
+    mig.set_defaults(func=cmd_migrate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except funcyaml.FuncYamlError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except SettingsError as exc:
+        print(f"eco2: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

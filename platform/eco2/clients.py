@@ -1,0 +1,162 @@
+"""The composition root: clients built once per process at startup, handed to handlers, closed on shutdown.
+
+Each client is imported lazily, and only when the function declares it in `uses`: a function that
+never touches S3 never imports boto3. Asking for an undeclared client is a programming error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from eco2.embedded import MEMORY_URL
+from eco2.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
+
+    from eco2.db import Database
+    from eco2.tokens import TokenCodec
+
+log = logging.getLogger("eco2.clients")
+
+
+class Clients:
+    def __init__(self, settings: Settings, uses: Iterable[str]) -> None:
+        self.settings = settings
+        self.uses = frozenset(uses)
+        self._built: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._closers: list[Callable[[], None]] = []
+
+    # -- building -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Build every declared client now (so the first request does not pay for it)."""
+        for use in sorted(self.uses):
+            self._get(use)
+
+    def _get(self, use: str) -> Any:
+        if use not in self.uses:
+            raise RuntimeError(f"this function does not declare uses={use!r}; add it to Function(uses=...)")
+        client = self._built.get(use)
+        if client is None:
+            with self._lock:
+                client = self._built.get(use)
+                if client is None:
+                    client = getattr(self, f"_build_{use}")()
+                    self._built[use] = client
+        return client
+
+    def _build_db(self) -> Database:
+        from eco2.db import Database
+
+        database = Database(self.settings.database_url.get(), pool_size=self.settings.database_pool_size)
+        self._closers.append(database.close)
+        return database
+
+    def _build_redis(self) -> redis.Redis:
+        url = self.settings.redis_url.get()
+        if url.startswith(MEMORY_URL):
+            from eco2.embedded import redis_client
+
+            client: redis.Redis = redis_client(url)
+        else:
+            import redis as redis_lib
+
+            client = redis_lib.Redis.from_url(
+                url, decode_responses=True, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
+            )
+        self._closers.append(client.close)
+        return client
+
+    def _build_jwt(self) -> TokenCodec:
+        from eco2.tokens import TokenCodec
+
+        return TokenCodec(self.settings)
+
+    def _build_s3(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.settings.s3_endpoint_url or None,
+            region_name=self.settings.s3_region,
+            config=Config(signature_version="s3v4", retries={"max_attempts": 3}),
+        )
+
+    def _build_openai(self) -> Any:
+        if not self.settings.openai_api_key:
+            return None  # functions fall back to their offline behaviour and say so
+        import openai
+
+        client = openai.OpenAI(
+            api_key=self.settings.openai_api_key.get(),
+            base_url=self.settings.openai_base_url or None,
+            max_retries=0,
+        )
+        self._closers.append(client.close)
+        return client
+
+    def _build_broker(self) -> Any:
+        from eventing.publisher import make_publisher
+
+        publisher = make_publisher(self.settings)
+        self._closers.append(publisher.close)
+        return publisher
+
+    # -- accessors ------------------------------------------------------------------------------
+    @property
+    def db(self) -> Database:
+        return self._get("db")  # type: ignore[no-any-return]
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._get("redis")  # type: ignore[no-any-return]
+
+    @property
+    def tokens(self) -> TokenCodec:
+        return self._get("jwt")  # type: ignore[no-any-return]
+
+    @property
+    def s3(self) -> Any:
+        return self._get("s3")
+
+    @property
+    def openai(self) -> Any:
+        return self._get("openai")
+
+    @property
+    def broker(self) -> Any:
+        return self._get("broker")
+
+    # -- readiness and shutdown -----------------------------------------------------------------
+    def check(self) -> dict[str, str]:
+        """Ping every client the function uses: {"db": "ok", "redis": "error: ..."}."""
+        results: dict[str, str] = {}
+        for use in sorted(self.uses):
+            try:
+                client = self._get(use)
+                if use == "db":
+                    client.ping()
+                elif use == "redis":
+                    client.ping()
+                elif use == "broker" and hasattr(client, "ping"):
+                    client.ping()
+                results[use] = "ok"
+            except Exception as exc:  # readiness reports, it never raises
+                results[use] = f"error: {type(exc).__name__}"
+                log.warning("readiness check failed", extra={"client": use, "error": type(exc).__name__})
+        return results
+
+    def close(self) -> None:
+        with self._lock:
+            closers, self._closers = self._closers[::-1], []
+            self._built.clear()
+        for closer in closers:
+            try:
+                closer()
+            except Exception:
+                log.exception("closing a client failed")

@@ -1,0 +1,112 @@
+"""What a handler receives: the clients, the caller, and one unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from eco2.errors import Unauthorized
+
+if TYPE_CHECKING:
+    import redis
+    from flask import Request
+    from sqlalchemy.orm import Session
+
+    from eco2.clients import Clients
+    from eco2.settings import Settings
+    from eco2.tokens import TokenClaims
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Event(Generic[T]):
+    """A received CloudEvent; `data` is the validated model when the handler declared one."""
+
+    id: str
+    source: str
+    type: str
+    data: T
+    subject: str | None = None
+    time: str | None = None
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutEvent:
+    """A CloudEvent to send: returned by an event handler it becomes the reply (binary mode)."""
+
+    type: str
+    data: Any
+    source: str = ""
+    subject: str | None = None
+    id: str = ""
+    extensions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Cookie:
+    name: str
+    value: str
+    max_age: int | None
+    delete: bool = False
+
+
+class Context:
+    """Request- (or event-) scoped. `db` opens a session on first use; the runtime commits it when
+    the handler returns and rolls it back when it raises."""
+
+    def __init__(
+        self,
+        *,
+        function: str,
+        settings: Settings,
+        clients: Clients,
+        request_id: str,
+        request: Request | None = None,
+        claims: TokenClaims | None = None,
+    ) -> None:
+        self.function = function
+        self.settings = settings
+        self.clients = clients
+        self.request_id = request_id
+        self.request = request
+        self.claims = claims
+        self.cookies: list[Cookie] = []
+        self.headers: dict[str, str] = {}
+        self._session: Session | None = None
+
+    @property
+    def user_id(self) -> str:
+        if self.claims is None:
+            raise Unauthorized()
+        return self.claims.sub
+
+    @property
+    def db(self) -> Session:
+        if self._session is None:
+            self._session = self.clients.db.session()
+        return self._session
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.clients.redis
+
+    def set_cookie(self, name: str, value: str, max_age: int) -> None:
+        self.cookies.append(Cookie(name, value, max_age))
+
+    def delete_cookie(self, name: str) -> None:
+        self.cookies.append(Cookie(name, "", 0, delete=True))
+
+    def finish(self, ok: bool) -> None:
+        """Commit (ok) or roll back the unit of work, then release it."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+        try:
+            if ok:
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()

@@ -1,0 +1,149 @@
+"""`eco2 dev`: every function on one port, behind a gateway that routes like the ALB + ingress.
+
+With no service URLs configured it runs on embedded defaults (a SQLite file under .eco2/, an
+in-process Redis), so the app works with one command; with DATABASE_URL / REDIS_URL set it uses
+the real servers. Each function is loaded through functions-framework exactly as `eco2 run` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eco2 import funcyaml
+from eco2.embedded import MEMORY_URL
+from eco2.settings import mask_url
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from eco2.runtime import Runtime
+
+log = logging.getLogger("eco2.dev")
+DEFAULT_ORIGINS = "http://127.0.0.1:5173,http://localhost:5173,http://127.0.0.1:3000,http://localhost:3000"
+
+
+def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(environment for the functions, {backend: description}) with embedded defaults filled in."""
+    env = dict(environ)
+    backends: dict[str, str] = {}
+    env.setdefault("ECO2_ENV", "development")
+    if not env.get("DATABASE_URL"):
+        (root / ".eco2").mkdir(exist_ok=True)
+        env["DATABASE_URL"] = f"sqlite:///{root / '.eco2' / 'dev.db'}"
+        backends["database"] = f"embedded SQLite ({root / '.eco2' / 'dev.db'})"
+    else:
+        backends["database"] = mask_url(env["DATABASE_URL"])
+    if not env.get("REDIS_URL"):
+        env["REDIS_URL"] = MEMORY_URL
+        backends["redis"] = "embedded in-process Redis (fakeredis; nothing kept on exit)"
+    else:
+        backends["redis"] = mask_url(env["REDIS_URL"])
+    env.setdefault("ALLOWED_ORIGINS", DEFAULT_ORIGINS)
+    env.setdefault("COOKIE_SECURE", "false")
+    base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+    env.setdefault("ECO2_PUBLIC_URL", base_url)
+    if env["ECO2_ENV"] == "development":
+        env.setdefault("DEV_LOGIN_ENABLED", "true")
+    if env.get("DEV_LOGIN_ENABLED") == "true":
+        from functions.auth.devprovider import dev_provider_env
+
+        for key, value in dev_provider_env(base_url + "/dev/oauth").items():
+            env.setdefault(key, value)
+        backends["oauth"] = f"development sign-in at {base_url}/dev/oauth (no Kakao/Google/Naver account needed)"
+    return env, backends
+
+
+@dataclass
+class Gateway:
+    """Routes `/api/v1/<domain>` to the function that owns the prefix, like the VirtualServices do."""
+
+    routes: list[tuple[str, str, WSGIApplication]]
+    runtimes: dict[str, Runtime]
+    extra: dict[str, WSGIApplication] = field(default_factory=dict)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        for prefix, _name, app in self.routes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return app(environ, start_response)
+        for prefix, app in self.extra.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return app(environ, start_response)
+        if path in ("/health/liveness", "/health/readiness"):
+            checks = {name: rt.clients.check() for name, rt in self.runtimes.items()}
+            ready = path.endswith("liveness") or all(v == "ok" for c in checks.values() for v in c.values())
+            return _json(start_response, 200 if ready else 503, {"status": "ok" if ready else "unavailable", "functions": checks})
+        if path == "/openapi.json":
+            from eco2.openapi import document
+
+            return _json(start_response, 200, document([rt.function for rt in self.runtimes.values()]))
+        return _json(start_response, 404, {"detail": f"No function serves {path}.", "code": "NOT_FOUND"})
+
+
+def _json(start_response: StartResponse, status: int, body: Any) -> list[bytes]:
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+    start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+    return [payload]
+
+
+def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None) -> Gateway:
+    from eco2.migrate import upgrade
+    from eco2.server import container_env, create_app
+
+    project = funcyaml.load(root / "func.yaml")
+    upgrade(env["DATABASE_URL"])
+    routes: list[tuple[str, str, WSGIApplication]] = []
+    runtimes: dict[str, Runtime] = {}
+    wanted = set(only) if only else None
+    for spec in project.functions.values():
+        if wanted is not None and spec.name not in wanted:
+            continue
+        app, runtime = create_app(spec, root, container_env(spec, env))
+        runtime.start()
+        runtimes[spec.name] = runtime
+        for prefix in spec.ingress:
+            routes.append((prefix, spec.name, app))
+    routes.sort(key=lambda r: -len(r[0]))
+    extra: dict[str, WSGIApplication] = {}
+    if env.get("DEV_LOGIN_ENABLED") == "true" and env.get("ECO2_ENV") == "development":
+        from functions.auth.devprovider import make_dev_provider
+
+        extra["/dev/oauth"] = make_dev_provider()
+    return Gateway(routes, runtimes, extra)
+
+
+def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) -> None:
+    from werkzeug.serving import make_server
+
+    env, backends = dev_env(root, host, port, os.environ)
+    os.environ.update(env)
+    gateway = build(root, env)
+    server = make_server(host, port, gateway, threaded=True)
+    out(f"eco2 dev: listening on http://{host}:{server.server_port}")
+    for name, description in backends.items():
+        out(f"  {name:<9} {description}")
+    for prefix, name, _ in sorted(gateway.routes):
+        out(f"  {prefix:<22} -> {name}")
+    sys.stdout.flush()
+
+    def _stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        for runtime in gateway.runtimes.values():
+            runtime.close()

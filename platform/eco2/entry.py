@@ -1,0 +1,56 @@
+"""The functions-framework target of a function.
+
+Each `functions/<name>/main.py` is two lines:
+
+    from eco2.entry import target
+    handle = target("functions.users.app:fn")
+
+Settings are read (and checked) when the module loads, so a misconfigured container fails before
+it listens. Clients are built by `Runtime.start()`: after gunicorn forks (`eco2 run`), or on the
+first request when the file is served by a plain `functions-framework` command.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from eco2.function import Function
+
+if TYPE_CHECKING:
+    from flask import Request
+    from werkzeug.wrappers import Response
+
+    from eco2.runtime import Runtime
+
+
+def import_function(ref: str) -> Function:
+    module_name, _, attribute = ref.partition(":")
+    module = importlib.import_module(module_name)
+    function = getattr(module, attribute or "fn", None)
+    if not isinstance(function, Function):
+        raise TypeError(f"{ref} is not an eco2 Function")
+    return function
+
+
+def target(ref: str) -> Callable[[Request], Response]:
+    from eco2 import logs
+    from eco2.runtime import Runtime
+    from eco2.settings import Settings
+
+    function = import_function(ref)
+    settings = Settings.from_env(uses=function.uses, service_name=function.name)
+    logs.configure(function.name, settings.log_level)
+    runtime = Runtime(function, settings)
+
+    def handle(request: Request) -> Response:
+        return runtime.handle(request)
+
+    handle.runtime = runtime  # type: ignore[attr-defined]
+    return handle
+
+
+def runtime_of(handle: Any) -> Runtime:
+    runtime: Runtime = handle.runtime
+    return runtime

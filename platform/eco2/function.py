@@ -1,0 +1,167 @@
+"""Declaring a function: HTTP routes and CloudEvent handlers on one `Function`.
+
+    fn = Function("users", uses=("db", "redis", "jwt"))
+
+    @fn.get("/api/v1/users/me", auth=True, response=Profile)
+    def me(ctx: Context) -> Profile: ...
+
+    @fn.event(CHARACTER_GRANTED, data=CharacterGranted)
+    def on_granted(ctx: Context, event: Event[CharacterGranted]) -> None: ...
+
+Nothing here imports Flask, SQLAlchemy or any client: declaring is free, serving is `eco2.runtime`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from eco2.funcyaml import USES
+
+Handler = Callable[..., Any]
+_PARAM_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    auth: bool
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    summary: str
+    pattern: re.Pattern[str] = field(compare=False)
+    params: tuple[str, ...] = ()
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self.pattern.fullmatch(path)
+        return None if found is None else found.groupdict()
+
+
+@dataclass(frozen=True)
+class EventHandler:
+    type: str
+    handler: Handler
+    data: type[BaseModel] | None
+    idempotent: bool
+
+
+def _compile(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    if not path.startswith("/"):
+        raise ValueError(f"route path {path!r} must start with '/'")
+    params = tuple(_PARAM_RE.findall(path))
+    regex = ""
+    last = 0
+    for m in _PARAM_RE.finditer(path):
+        regex += re.escape(path[last : m.start()]) + f"(?P<{m.group(1)}>[^/]+)"
+        last = m.end()
+    regex += re.escape(path[last:])
+    return re.compile(regex), params
+
+
+class Function:
+    def __init__(self, name: str, *, uses: Iterable[str] = (), description: str = "") -> None:
+        unknown = set(uses) - set(USES)
+        if unknown:
+            raise ValueError(f"unknown uses {sorted(unknown)}; known: {', '.join(USES)}")
+        self.name = name
+        self.uses = tuple(uses)
+        self.description = description
+        self.routes: list[Route] = []
+        self.events: dict[str, EventHandler] = {}
+        self.startup_hooks: list[Callable[[Any], None]] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: bool = False,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        summary: str = "",
+    ) -> Callable[[Handler], Handler]:
+        method = method.upper()
+        pattern, params = _compile(path)
+        if auth and "jwt" not in self.uses:
+            raise ValueError(f"{self.name}: route {method} {path} needs auth, so the function must use 'jwt'")
+
+        def register(handler: Handler) -> Handler:
+            for existing in self.routes:
+                if existing.method == method and existing.path == path:
+                    raise ValueError(f"{self.name}: {method} {path} is declared twice")
+            self.routes.append(
+                Route(
+                    method=method,
+                    path=path,
+                    handler=handler,
+                    auth=auth,
+                    body=body,
+                    query=query,
+                    response=response,
+                    status=status,
+                    summary=summary or (handler.__doc__ or "").strip().split("\n")[0],
+                    pattern=pattern,
+                    params=params,
+                )
+            )
+            # static segments win over parameters: /scan/categories before /scan/{job_id}
+            self.routes.sort(key=lambda r: (len(r.params), -len(r.path)))
+            return handler
+
+        return register
+
+    def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kw)
+
+    def event(
+        self, event_type: str, *, data: type[BaseModel] | None = None, idempotent: bool = True
+    ) -> Callable[[Handler], Handler]:
+        """Handle CloudEvents of `event_type`. Deliveries are deduplicated on (source, id) unless
+        `idempotent=False` says the handler must see every delivery."""
+
+        def register(handler: Handler) -> Handler:
+            if event_type in self.events:
+                raise ValueError(f"{self.name}: a handler for {event_type} is already declared")
+            self.events[event_type] = EventHandler(event_type, handler, data, idempotent)
+            return handler
+
+        return register
+
+    def on_startup(self, hook: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Run `hook(clients)` once per process after the clients are built (warm caches, load data)."""
+        self.startup_hooks.append(hook)
+        return hook
+
+    def find(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, path params, path exists with another method)."""
+        path_exists = False
+        for route in self.routes:
+            params = route.match(path)
+            if params is None:
+                continue
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route, params, True
+            path_exists = True
+        return None, {}, path_exists

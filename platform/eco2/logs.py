@@ -1,0 +1,50 @@
+"""JSON logs, one object per line, each carrying the function name and the current request id."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, function: str) -> None:
+        super().__init__()
+        self.function = function
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "function": self.function,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            out["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def configure(function: str, level: str = "INFO") -> None:
+    """Route the root logger to stderr as JSON. Idempotent."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_eco2", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._eco2 = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    handler.setFormatter(JsonFormatter(function))
+    root.setLevel(level)

@@ -1,0 +1,297 @@
+"""Serving one function: the functions-framework target and everything around the handlers.
+
+`Runtime.handle(request)` is the whole request path: request id → CORS → health / metrics /
+OpenAPI → CloudEvent or route dispatch (auth, decode, handler, encode) → errors mapped to HTTP here
+and only here → metrics and one access-log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from werkzeug.wrappers import Response
+
+from eco2 import errors
+from eco2.clients import Clients
+from eco2.context import Context
+from eco2.function import Function, Route
+from eco2.logs import request_id_var
+from eco2.metrics import Metrics
+from eco2.security import ACCESS_COOKIE, bearer
+
+if TYPE_CHECKING:
+    from flask import Request
+
+    from eco2.settings import Settings
+
+log = logging.getLogger("eco2.runtime")
+PROCESS_STARTED = time.time()
+MAX_BODY = 1024 * 1024
+CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = "Content-Type, X-Frontend-Origin, Last-Event-ID, X-Idempotency-Key"
+_REQUEST_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+    return Response(payload, status=status, headers=headers, content_type="application/json")
+
+
+def error_response(exc: BaseException, request_id: str) -> Response:
+    """The one place where errors become HTTP."""
+    if isinstance(exc, errors.AppError):
+        response = json_response(exc.body(), exc.status)
+        if isinstance(exc, errors.TooManyRequests | errors.ServiceUnavailable):
+            response.headers["Retry-After"] = "1"
+        return response
+    if isinstance(exc, ValidationError):
+        return json_response({"detail": describe_validation(exc), "code": "VALIDATION_ERROR"}, 422)
+    log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+    return json_response(errors.INTERNAL_ERROR_BODY, 500)
+
+
+def describe_validation(exc: ValidationError) -> str:
+    parts = []
+    for item in exc.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+class Runtime:
+    def __init__(self, function: Function, settings: Settings, clients: Clients | None = None) -> None:
+        self.function = function
+        self.settings = settings
+        self.clients = clients or Clients(settings, function.uses)
+        self.metrics = Metrics(function.name)
+        self._started = False
+        self._start_lock = threading.Lock()
+        self._origins = frozenset(settings.allowed_origins)
+        self._openapi: bytes | None = None
+        self._events: Any = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Build the clients and run startup hooks once per process (after gunicorn forks)."""
+        with self._start_lock:
+            if self._started:
+                return
+            self.clients.start()
+            for hook in self.function.startup_hooks:
+                hook(self.clients)
+            self._started = True
+            took = time.time() - PROCESS_STARTED
+            self.metrics.startup.labels(self.function.name).set(took)
+            log.info("function ready", extra={"startup_seconds": round(took, 3)})
+
+    def close(self) -> None:
+        with self._start_lock:
+            self._started = False
+            self.clients.close()
+            log.info("function stopped, clients closed")
+
+    # -- the target -----------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = self._request_id(request)
+        token = request_id_var.set(request_id)
+        label = ["unmatched"]
+        self.metrics.in_flight.labels(self.function.name).inc()
+        try:
+            if not self._started:
+                self.start()
+            response = self._dispatch(request, request_id, label)
+        except Exception as exc:
+            response = error_response(exc, request_id)
+        finally:
+            self.metrics.in_flight.labels(self.function.name).dec()
+        response.headers["X-Request-ID"] = request_id
+        self._cors(request, response)
+        took = time.perf_counter() - started
+        route_label = label[0]
+        if route_label not in ("/metrics", "/health/liveness", "/health/readiness"):
+            self.metrics.requests.labels(self.function.name, route_label, request.method, str(response.status_code)).inc()
+            self.metrics.latency.labels(self.function.name, route_label, request.method).observe(took)
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "route": route_label,
+                    "status": response.status_code,
+                    "duration_ms": round(took * 1000, 2),
+                },
+            )
+        request_id_var.reset(token)
+        return response
+
+    def _request_id(self, request: Request) -> str:
+        given = request.headers.get("X-Request-ID", "")
+        if 8 <= len(given) <= 64 and set(given) <= _REQUEST_ID_OK:
+            return given
+        return uuid.uuid4().hex
+
+    def _dispatch(self, request: Request, request_id: str, label: list[str]) -> Response:
+        path = request.path
+        method = request.method
+        if method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            label[0] = "preflight"
+            return self._preflight(request)
+        if path.startswith("/health/") or path in ("/metrics", "/openapi.json"):
+            builtin = self._builtin(method, path)
+            if builtin is not None:
+                label[0] = path
+                return builtin
+        if method == "POST" and self._is_cloudevent(request):
+            from eco2.ce import dispatch
+
+            label[0] = "cloudevent"
+            return dispatch(self, request, request_id)
+        route, params, path_exists = self.function.find(method, path)
+        if route is None:
+            if path_exists:
+                raise errors.MethodNotAllowed()
+            raise errors.NotFound(f"No route for {method} {path}.")
+        label[0] = route.path
+        return self._call_route(route, params, request, request_id)
+
+    def _builtin(self, method: str, path: str) -> Response | None:
+        if method not in ("GET", "HEAD"):
+            return None
+        if path == "/health/liveness":
+            return json_response({"status": "ok", "function": self.function.name})
+        if path == "/health/readiness":
+            checks = self.clients.check()
+            ready = all(v == "ok" for v in checks.values())
+            body = {"status": "ok" if ready else "unavailable", "function": self.function.name, "checks": checks}
+            return json_response(body, 200 if ready else 503)
+        if path == "/metrics":
+            from eco2.metrics import CONTENT_TYPE
+
+            return Response(self.metrics.render(), content_type=CONTENT_TYPE)
+        if path == "/openapi.json":
+            if self._openapi is None:
+                from eco2.openapi import document
+
+                self._openapi = json.dumps(document([self.function]), ensure_ascii=False).encode()
+            return Response(self._openapi, content_type="application/json")
+        return None
+
+    @staticmethod
+    def _is_cloudevent(request: Request) -> bool:
+        content_type = request.headers.get("Content-Type", "")
+        return "ce-specversion" in request.headers or content_type.startswith("application/cloudevents")
+
+    # -- HTTP routes ----------------------------------------------------------------------------
+    def authenticate(self, request: Request) -> Any:
+        from eco2.security import verify
+
+        token = request.cookies.get(ACCESS_COOKIE) or bearer(request.headers.get("Authorization"))
+        return verify(self.clients.tokens, self.clients.redis, token, "access")
+
+    def _call_route(self, route: Route, params: dict[str, str], request: Request, request_id: str) -> Response:
+        claims = self.authenticate(request) if route.auth else None
+        kwargs: dict[str, Any] = dict(params)
+        if route.query is not None:
+            kwargs["query"] = _validate(route.query, dict(request.args.items()), "query")
+        if route.body is not None:
+            kwargs["body"] = _validate(route.body, self._json_body(request), "body")
+        ctx = Context(
+            function=self.function.name,
+            settings=self.settings,
+            clients=self.clients,
+            request_id=request_id,
+            request=request,
+            claims=claims,
+        )
+        try:
+            result = route.handler(ctx, **kwargs)
+            ctx.finish(ok=True)
+        except BaseException:
+            ctx.finish(ok=False)
+            raise
+        response = self._encode(route, result)
+        for name, value in ctx.headers.items():
+            response.headers[name] = value
+        for cookie in ctx.cookies:
+            self._apply_cookie(response, cookie.name, cookie.value, cookie.max_age)
+        return response
+
+    @staticmethod
+    def _json_body(request: Request) -> Any:
+        if request.content_length and request.content_length > MAX_BODY:
+            raise errors.PayloadTooLarge()
+        raw = request.get_data(cache=True)
+        if not raw.strip():
+            return {}
+        content_type = request.headers.get("Content-Type", "")
+        if content_type and "json" not in content_type:
+            raise errors.UnsupportedMediaType()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise errors.BadRequest("The body is not valid JSON.", "INVALID_JSON") from None
+
+    @staticmethod
+    def _encode(route: Route, result: Any) -> Response:
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(status=204 if route.status == 200 else route.status)
+        if isinstance(result, BaseModel):
+            body = result.model_dump(mode="json")
+        elif route.response is not None:
+            body = TypeAdapter(route.response).dump_python(
+                TypeAdapter(route.response).validate_python(result), mode="json"
+            )
+        else:
+            body = result
+        return json_response(body, route.status)
+
+    def _apply_cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            domain=self.settings.cookie_domain or None,
+            secure=self.settings.cookie_secure,
+            httponly=True,
+            samesite="Lax",
+        )
+
+    # -- CORS -----------------------------------------------------------------------------------
+    def _preflight(self, request: Request) -> Response:
+        origin = request.headers.get("Origin", "")
+        if origin not in self._origins:
+            raise errors.Forbidden("This origin is not allowed.", "ORIGIN_NOT_ALLOWED")
+        response = Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+    def _cors(self, request: Request, response: Response) -> None:
+        origin = request.headers.get("Origin")
+        if origin and origin in self._origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
+        response.headers.add("Vary", "Origin")
+
+
+def _validate(model: type[BaseModel], raw: Any, where: str) -> BaseModel:
+    if not isinstance(raw, dict):
+        raise errors.Unprocessable(f"{where}: expected a JSON object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc']) or where}: {item['msg']}" for item in exc.errors()[:5]
+        )
+        raise errors.Unprocessable(detail, "VALIDATION_ERROR") from None

@@ -1,0 +1,90 @@
+"""Loading a function as functions-framework does, and serving it as its container would."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eco2.funcyaml import TEMPLATE_RE, FunctionSpec
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from eco2.runtime import Runtime
+
+_env_lock = threading.Lock()
+
+
+@contextmanager
+def patched_environ(env: Mapping[str, str]) -> Iterator[None]:
+    """Apply `env` to os.environ for the duration (settings are read from the environment once)."""
+    with _env_lock:
+        saved = dict(os.environ)
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def container_env(spec: FunctionSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment the function's container would get: func.yaml literals, `{{ env:VAR }}`
+    resolved from `environ`; secrets and config maps only exist in the cluster, so locally their
+    variables come from `environ`. The caller's environment wins over func.yaml literals."""
+    out: dict[str, str] = {}
+    for name, value in spec.env.items():
+        found = TEMPLATE_RE.fullmatch(value.strip())
+        if found is None:
+            out[name] = value
+        elif found.group(1) == "env" and found.group(2).strip() in environ:
+            out[name] = environ[found.group(2).strip()]
+    out.update({k: v for k, v in environ.items() if k in spec.env or k not in out})
+    out["K_SERVICE"] = spec.name
+    return out
+
+
+def create_app(spec: FunctionSpec, root: Path, env: Mapping[str, str] | None = None) -> tuple[Flask, Runtime]:
+    """functions-framework's own `create_app` on the function's main.py, and its runtime."""
+    import functions_framework
+
+    source = root / spec.main_path
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    with patched_environ(env or {}):
+        app = functions_framework.create_app(target="handle", source=str(source), signature_type="http")
+        module = sys.modules[source.stem]
+    runtime: Runtime = module.handle.runtime
+    app.config["MAX_CONTENT_LENGTH"] = 8 * 1024 * 1024
+    return app, runtime
+
+
+def serve(spec: FunctionSpec, root: Path, host: str, port: int) -> None:
+    """Run one function exactly as its container does: gunicorn, clients built after fork,
+    SIGTERM drains in-flight requests (graceful timeout) then closes the clients."""
+    from functions_framework._http import create_server
+
+    app, runtime = create_app(spec, root)
+    settings = runtime.settings
+
+    def post_worker_init(_worker: Any) -> None:
+        runtime.start()
+
+    def worker_exit(_server: Any, _worker: Any) -> None:
+        runtime.close()
+
+    options = {
+        "workers": settings.workers,
+        "threads": settings.threads,
+        "graceful_timeout": settings.shutdown_grace_seconds,
+        "timeout": 0,
+        "keepalive": 75,
+        "post_worker_init": post_worker_init,
+        "worker_exit": worker_exit,
+    }
+    create_server(app, False, **options).run(host, port)

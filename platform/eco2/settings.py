@@ -1,0 +1,302 @@
+"""Typed settings, read once from the environment (12-factor).
+
+Every value has one environment variable. `Settings.from_env(uses=...)` fails with one clear
+message listing everything missing for the clients a function uses. Secrets are `Secret`
+instances, which never show their value in `repr`, `str` or logs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ENVIRONMENTS = ("development", "test", "production")
+_DEV_JWT_SECRET = "eco2-development-only-secret-change-me-0123456789"
+
+
+class SettingsError(RuntimeError):
+    """Configuration is missing or invalid; raised at startup, before serving."""
+
+
+class Secret:
+    """A string that does not reveal itself in reprs or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def mask_url(url: str) -> str:
+    """`postgresql://u:pw@h/db` -> `postgresql://u:***@h/db` (for logs and `eco2 dev`'s banner)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class OAuthProviderSettings:
+    """One OAuth provider's endpoints and credentials (all configuration, so a local server can stand in)."""
+
+    name: str
+    client_id: str
+    client_secret: Secret
+    authorize_url: str
+    token_url: str
+    profile_url: str
+    scope: str
+    pkce: bool
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.authorize_url and self.token_url and self.profile_url)
+
+
+_PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "kakao": {
+        "authorize_url": "https://kauth.kakao.com/oauth/authorize",
+        "token_url": "https://kauth.kakao.com/oauth/token",
+        "profile_url": "https://kapi.kakao.com/v2/user/me",
+        "scope": "profile_nickname profile_image",
+        "pkce": True,
+    },
+    "google": {
+        "authorize_url": "https://accounts.google.com/o/oauth2/v2/auth",
+        "token_url": "https://oauth2.googleapis.com/token",
+        "profile_url": "https://openidconnect.googleapis.com/v1/userinfo",
+        "scope": "openid email profile",
+        "pkce": True,
+    },
+    "naver": {
+        "authorize_url": "https://nid.naver.com/oauth2.0/authorize",
+        "token_url": "https://nid.naver.com/oauth2.0/token",
+        "profile_url": "https://openapi.naver.com/v1/nid/me",
+        "scope": "",
+        "pkce": False,
+    },
+}
+PROVIDERS = tuple(_PROVIDER_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = "production"
+    service_name: str = "eco2"
+    # data clients
+    database_url: Secret = field(default_factory=lambda: Secret(""))
+    database_pool_size: int = 5
+    redis_url: Secret = field(default_factory=lambda: Secret(""))
+    rabbitmq_url: Secret = field(default_factory=lambda: Secret(""))
+    broker_url: str = ""  # K_SINK: the Knative broker ingress
+    s3_endpoint_url: str = ""
+    s3_bucket: str = "eco2-images"
+    s3_region: str = "ap-northeast-2"
+    cdn_base_url: str = ""
+    openai_base_url: str = ""
+    openai_api_key: Secret = field(default_factory=lambda: Secret(""))
+    # tokens and cookies
+    jwt_secret: Secret = field(default_factory=lambda: Secret(""))
+    jwt_algorithm: str = "HS256"
+    jwt_issuer: str = "eco2"
+    jwt_audience: str = "eco2-app"
+    jwt_leeway_seconds: int = 10
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 14 * 24 * 3600
+    cookie_domain: str = ""
+    cookie_secure: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    # auth function
+    oauth_providers: tuple[OAuthProviderSettings, ...] = ()
+    oauth_state_ttl: int = 600
+    dev_login_enabled: bool = False
+    # container contract
+    port: int = 8080
+    workers: int = 1
+    threads: int = 8
+    request_timeout: int = 30
+    shutdown_grace_seconds: int = 25
+    log_level: str = "INFO"
+
+    def provider(self, name: str) -> OAuthProviderSettings | None:
+        for provider in self.oauth_providers:
+            if provider.name == name:
+                return provider
+        return None
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    def describe(self) -> dict[str, str]:
+        """Every setting as printable text, secrets masked (for logs and `eco2 dev`)."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                raw = value.get()
+                out[f.name] = mask_url(raw) if "://" in raw else repr(value)
+            elif f.name == "oauth_providers":
+                out[f.name] = ",".join(p.name for p in value if p.configured)
+            else:
+                out[f.name] = str(value)
+        return out
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, uses: Iterable[str] = (), service_name: str = "eco2"
+    ) -> Settings:
+        """Read settings once. `uses` names the clients the function needs (db, redis, ...)."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+        reader = _Reader(env, problems)
+        environment = reader.choice("ECO2_ENV", ENVIRONMENTS, "production")
+        is_dev = environment != "production"
+
+        jwt_secret = reader.text("JWT_SECRET", _DEV_JWT_SECRET if is_dev else "")
+        providers = tuple(_read_provider(reader, name) for name in PROVIDERS)
+        settings = cls(
+            environment=environment,
+            service_name=reader.text("K_SERVICE", service_name),
+            database_url=Secret(reader.text("DATABASE_URL", "")),
+            database_pool_size=reader.integer("DATABASE_POOL_SIZE", 5, minimum=1),
+            redis_url=Secret(reader.text("REDIS_URL", "")),
+            rabbitmq_url=Secret(reader.text("RABBITMQ_URL", "")),
+            broker_url=reader.text("K_SINK", "") or reader.text("BROKER_URL", ""),
+            s3_endpoint_url=reader.text("S3_ENDPOINT_URL", ""),
+            s3_bucket=reader.text("S3_BUCKET", "eco2-images"),
+            s3_region=reader.text("AWS_REGION", "ap-northeast-2"),
+            cdn_base_url=reader.text("CDN_BASE_URL", ""),
+            openai_base_url=reader.text("OPENAI_BASE_URL", ""),
+            openai_api_key=Secret(reader.text("OPENAI_API_KEY", "")),
+            jwt_secret=Secret(jwt_secret),
+            jwt_algorithm=reader.choice("JWT_ALGORITHM", ("HS256", "HS384", "HS512"), "HS256"),
+            jwt_issuer=reader.text("JWT_ISSUER", "eco2"),
+            jwt_audience=reader.text("JWT_AUDIENCE", "eco2-app"),
+            jwt_leeway_seconds=reader.integer("JWT_LEEWAY_SECONDS", 10, minimum=0),
+            access_token_ttl=reader.integer("ACCESS_TOKEN_TTL", 3600, minimum=60),
+            refresh_token_ttl=reader.integer("REFRESH_TOKEN_TTL", 14 * 24 * 3600, minimum=60),
+            cookie_domain=reader.text("COOKIE_DOMAIN", ""),
+            cookie_secure=reader.boolean("COOKIE_SECURE", not is_dev),
+            allowed_origins=reader.origins("ALLOWED_ORIGINS"),
+            oauth_providers=providers,
+            oauth_state_ttl=reader.integer("OAUTH_STATE_TTL", 600, minimum=30),
+            dev_login_enabled=reader.boolean("DEV_LOGIN_ENABLED", False),
+            port=reader.integer("PORT", 8080, minimum=1),
+            workers=reader.integer("WORKERS", 1, minimum=1),
+            threads=reader.integer("THREADS", 8, minimum=1),
+            request_timeout=reader.integer("REQUEST_TIMEOUT", 30, minimum=1),
+            shutdown_grace_seconds=reader.integer("SHUTDOWN_GRACE_SECONDS", 25, minimum=0),
+            log_level=reader.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        )
+        if settings.dev_login_enabled and not is_dev:
+            problems.append("DEV_LOGIN_ENABLED: the development sign-in is refused outside ECO2_ENV=development")
+        if len(settings.jwt_secret.get()) < 32 and "jwt" in uses:
+            problems.append("JWT_SECRET: required, at least 32 characters")
+        required = {
+            "db": ("DATABASE_URL", settings.database_url.get()),
+            "redis": ("REDIS_URL", settings.redis_url.get()),
+            "broker": ("RABBITMQ_URL or K_SINK", settings.rabbitmq_url.get() or settings.broker_url),
+        }
+        for use in uses:
+            if use in required and not required[use][1]:
+                problems.append(f"{required[use][0]}: required by this function (uses {use})")
+        if problems:
+            raise SettingsError("invalid configuration:\n  - " + "\n  - ".join(problems))
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
+        self.env = env
+        self.problems = problems
+
+    def text(self, key: str, default: str) -> str:
+        return self.env.get(key, "").strip() or default
+
+    def integer(self, key: str, default: int, *, minimum: int) -> int:
+        raw = self.env.get(key, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{key}: expected an integer, got {raw!r}")
+            return default
+        if value < minimum:
+            self.problems.append(f"{key}: must be at least {minimum}, got {value}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        raw = self.env.get(key, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{key}: expected true or false, got {raw!r}")
+        return default
+
+    def choice(self, key: str, allowed: tuple[str, ...], default: str) -> str:
+        raw = self.env.get(key, "").strip()
+        if not raw:
+            return default
+        if raw not in allowed:
+            self.problems.append(f"{key}: must be one of {', '.join(allowed)}, got {raw!r}")
+            return default
+        return raw
+
+    def origins(self, key: str) -> tuple[str, ...]:
+        out = []
+        for item in self.env.get(key, "").split(","):
+            origin = item.strip().rstrip("/")
+            if not origin:
+                continue
+            parts = urlsplit(origin)
+            if origin == "*" or parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                self.problems.append(f"{key}: {origin!r} is not an origin like https://app.example.com")
+                continue
+            out.append(origin)
+        return tuple(out)
+
+
+def _read_provider(reader: _Reader, name: str) -> OAuthProviderSettings:
+    prefix = name.upper()
+    defaults = _PROVIDER_DEFAULTS[name]
+    return OAuthProviderSettings(
+        name=name,
+        client_id=reader.text(f"{prefix}_CLIENT_ID", ""),
+        client_secret=Secret(reader.text(f"{prefix}_CLIENT_SECRET", "")),
+        authorize_url=reader.text(f"{prefix}_AUTHORIZE_URL", defaults["authorize_url"]),
+        token_url=reader.text(f"{prefix}_TOKEN_URL", defaults["token_url"]),
+        profile_url=reader.text(f"{prefix}_PROFILE_URL", defaults["profile_url"]),
+        scope=reader.text(f"{prefix}_SCOPE", defaults["scope"]),
+        pkce=reader.boolean(f"{prefix}_PKCE", bool(defaults["pkce"])),
+    )
