@@ -10,7 +10,15 @@ import time
 from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "request_id"}
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Stamp the current request id on every record when it is made (it outlives the request)."""
+    record = _base_factory(*args, **kwargs)
+    record.request_id = request_id_var.get()
+    return record
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +35,7 @@ class JsonFormatter(logging.Formatter):
             "function": self.function,
             "message": record.getMessage(),
         }
-        request_id = request_id_var.get()
+        request_id = getattr(record, "request_id", "")
         if request_id:
             out["request_id"] = request_id
         for key, value in record.__dict__.items():
@@ -40,6 +48,8 @@ class JsonFormatter(logging.Formatter):
 
 def configure(function: str, level: str = "INFO") -> None:
     """Route the root logger to stderr as JSON. Idempotent."""
+    if logging.getLogRecordFactory() is not _record_factory:
+        logging.setLogRecordFactory(_record_factory)
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_eco2", False)), None)
     if handler is None:

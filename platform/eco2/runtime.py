@@ -52,7 +52,7 @@ def error_response(exc: BaseException, request_id: str) -> Response:
         return response
     if isinstance(exc, ValidationError):
         return json_response({"detail": describe_validation(exc), "code": "VALIDATION_ERROR"}, 422)
-    log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+    log.error("unhandled error", exc_info=exc)
     return json_response(errors.INTERNAL_ERROR_BODY, 500)
 
 

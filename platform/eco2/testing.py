@@ -36,6 +36,13 @@ class FunctionClient:
     def close(self) -> None:
         self.runtime.close()
 
+    def set_cookie(self, name: str, value: str) -> None:
+        self.http.set_cookie(name, value)
+
+    def clear_cookies(self) -> None:
+        for name in ("s_access", "s_refresh"):
+            self.http.delete_cookie(name)
+
     def request(self, method: str, path: str, **kw: Any) -> TestResponse:
         return self.http.open(path, method=method, **kw)
 

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from eco2.settings import Secret, Settings, SettingsError, mask_url
+
+GOOD = {"JWT_SECRET": "x" * 40, "DATABASE_URL": "postgresql://u:pw@db/eco2", "REDIS_URL": "redis://r:6379/0"}
+
+
+def test_reads_typed_values() -> None:
+    s = Settings.from_env({**GOOD, "ALLOWED_ORIGINS": "https://app.example.com, http://127.0.0.1:5173/", "WORKERS": "2"},
+                          uses=("db", "redis", "jwt"))
+    assert s.allowed_origins == ("https://app.example.com", "http://127.0.0.1:5173")
+    assert s.workers == 2 and s.environment == "production" and s.cookie_secure is True
+
+
+def test_missing_required_values_are_listed_together() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"WORKERS": "zero", "ALLOWED_ORIGINS": "*"}, uses=("db", "redis", "jwt"))
+    text = str(info.value)
+    for expected in ("DATABASE_URL: required", "REDIS_URL: required", "JWT_SECRET: required", "WORKERS: expected an integer", "ALLOWED_ORIGINS"):
+        assert expected in text
+
+
+def test_only_what_the_function_uses_is_required() -> None:
+    Settings.from_env({}, uses=())  # a function with no clients needs nothing
+
+
+def test_dev_login_refused_in_production() -> None:
+    with pytest.raises(SettingsError, match="DEV_LOGIN_ENABLED"):
+        Settings.from_env({**GOOD, "DEV_LOGIN_ENABLED": "true"})
+
+
+def test_secrets_never_show() -> None:
+    s = Settings.from_env({**GOOD, "OPENAI_API_KEY": "sk-verysecret"}, uses=("db",))
+    text = repr(s) + str(s.describe())
+    assert "verysecret" not in text and "pw@" not in text and "xxxxxxxx" not in text
+    assert s.describe()["database_url"] == "postgresql://u:***@db/eco2"
+    assert s.openai_api_key.get() == "sk-verysecret"
+    assert repr(Secret("a")) == "Secret('**********')"
+    assert mask_url("redis://localhost:6379") == "redis://localhost:6379"
+
+
+def test_development_has_a_usable_jwt_default() -> None:
+    s = Settings.from_env({"ECO2_ENV": "development"}, uses=("jwt",))
+    assert len(s.jwt_secret.get()) >= 32 and s.cookie_secure is False

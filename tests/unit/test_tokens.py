@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt as pyjwt
+import pytest
+
+from eco2.settings import Settings
+from eco2.tokens import ExpiredToken, InvalidToken, TokenCodec
+
+SECRET = "unit-secret-0123456789-0123456789-0123"
+
+
+def codec(**env: str) -> TokenCodec:
+    return TokenCodec(Settings.from_env({"JWT_SECRET": SECRET, **env}))
+
+
+def b64(obj: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def test_round_trip_and_claims() -> None:
+    issued = codec().issue("u1", "access", "google")
+    claims = codec().verify(issued.token, "access")
+    assert (claims.sub, claims.type, claims.provider) == ("u1", "access", "google")
+    assert claims.exp - claims.iat == 3600
+
+
+def test_interoperates_with_pyjwt() -> None:
+    token = codec().issue("u1", "refresh", "kakao").token
+    decoded = pyjwt.decode(token, SECRET, algorithms=["HS256"], audience="eco2-app", issuer="eco2")
+    assert decoded["type"] == "refresh" and decoded["sub"] == "u1"
+    now = int(time.time())
+    foreign = pyjwt.encode(
+        {"sub": "u2", "jti": "j", "type": "access", "iat": now, "nbf": now, "exp": now + 60, "iss": "eco2", "aud": "eco2-app"},
+        SECRET, algorithm="HS256",
+    )
+    assert codec().verify(foreign, "access").sub == "u2"
+
+
+def test_rejections() -> None:
+    c = codec()
+    token = c.issue("u1", "access", "kakao").token
+    header, body, sig = token.split(".")
+    with pytest.raises(ExpiredToken):
+        c.verify(token, "access", now=time.time() + 3600 + 11)
+    c.verify(token, "access", now=time.time() + 3600 + 5)  # within leeway
+    with pytest.raises(InvalidToken):
+        c.verify(f"{header}.{body}.{sig[:-2]}AA", "access")
+    with pytest.raises(InvalidToken):
+        codec(JWT_SECRET="another-secret-0123456789-0123456789-x").verify(token, "access")
+    with pytest.raises(InvalidToken):
+        c.verify(f"{b64({'alg': 'none', 'typ': 'JWT'})}.{body}.", "access")
+    with pytest.raises(InvalidToken):
+        c.verify(f"{header}.{b64({'sub': 'admin'})}.{sig}", "access")
+    with pytest.raises(InvalidToken) as info:
+        c.verify(c.issue("u1", "refresh", "kakao").token, "access")
+    assert info.value.code == "INVALID_TOKEN_TYPE"
+    with pytest.raises(InvalidToken):
+        codec(JWT_AUDIENCE="other").verify(token, "access")
+    with pytest.raises(InvalidToken):
+        codec(JWT_ISSUER="other").verify(token, "access")
+    for garbage in ("", "a.b", "a.b.c", "....", "x" * 5000, "eyJ.eyJ.sig!"):
+        with pytest.raises(InvalidToken):
+            c.verify(garbage, "access")
+
+
+def test_not_before() -> None:
+    c = codec()
+    future = c.issue("u1", "access", "kakao", now=time.time() + 120).token
+    with pytest.raises(InvalidToken) as info:
+        c.verify(future, "access")
+    assert info.value.code == "TOKEN_NOT_YET_VALID"
