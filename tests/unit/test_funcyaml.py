@@ -58,7 +58,7 @@ def test_bad_values_are_reported() -> None:
     found = problems(bad)
     assert any(p.startswith("func.yaml: functions.one.deploy.options.scale.max:") for p in found)
     assert any(p.startswith("func.yaml: functions.one.deploy.options.resources.requests.memory:") for p in found)
-    assert any("functions.one.run.envs[1].value" in p for p in problems(BASE.replace("override", "{{ vault:x }}")))
+    assert any("functions.one.run.envs[1].value" in p for p in problems(BASE.replace("value: override", 'value: "{{ vault:x }}"')))
     assert any("not a prefix" in p for p in problems(BASE.replace("[/api/v1/one]", "[/one]")))
     assert problems(BASE.replace("specVersion: 0.36.0\n", "")) == ["func.yaml: specVersion: required field is missing"]
 
