@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from eco2 import Context, Function
 from eco2.security import revoke_all
+
 from functions.users import service
 from functions.users.schemas import OwnedCharacter, Profile, ProfilePatch
 

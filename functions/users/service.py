@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 
+from eco2.errors import Unauthorized, Unprocessable
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from eco2.errors import NotFound, Unauthorized, Unprocessable
 from functions.common.characters import catalog
 from functions.common.models import User, UserCharacter
 from functions.users.schemas import OwnedCharacter, Profile, ProfilePatch
@@ -36,7 +36,7 @@ def _user(session: Session, user_id: str) -> User:
         raise Unauthorized() from None
     user = session.get(User, key)
     if user is None:
-        raise NotFound("This account no longer exists.", "USER_NOT_FOUND")
+        raise Unauthorized("This account no longer exists; sign in again.", "USER_NOT_FOUND")
     return user
 
 

@@ -64,7 +64,9 @@ def parse(request: Request) -> dict[str, Any]:
     if missing:
         raise InvalidEvent(f"Missing required CloudEvent attributes: {', '.join(missing)}.", "MISSING_ATTRIBUTES")
     if attrs["specversion"] != "1.0":
-        raise InvalidEvent(f"specversion {attrs['specversion']!r} is not supported (1.0 is).", "UNSUPPORTED_SPECVERSION")
+        raise InvalidEvent(
+            f"specversion {attrs['specversion']!r} is not supported (1.0 is).", "UNSUPPORTED_SPECVERSION"
+        )
     return dict(attrs)
 
 
@@ -85,7 +87,9 @@ def dispatch(runtime: Runtime, request: Request, request_id: str) -> Response:
             metrics.labels(name, event_type, "rejected").inc()
             from eco2.runtime import describe_validation
 
-            raise InvalidEvent(f"Invalid data for {event_type}: {describe_validation(exc)}", "INVALID_EVENT_DATA") from None
+            raise InvalidEvent(
+                f"Invalid data for {event_type}: {describe_validation(exc)}", "INVALID_EVENT_DATA"
+            ) from None
     event = Event(
         id=str(attrs["id"]),
         source=str(attrs["source"]),

@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_invoke(args: argparse.Namespace) -> int:
     import requests
 
-    root, project = _project(args)
+    _, project = _project(args)
     project.get(args.function)  # fail clearly on an unknown name
     url = args.url.rstrip("/") + (args.path if args.path.startswith("/") else "/" + args.path)
     headers = dict(h.split(":", 1) for h in args.header)
@@ -82,7 +82,11 @@ def cmd_functions(args: argparse.Namespace) -> int:
             triggers.append("events")
         if spec.schedules:
             triggers.append("schedule")
-        what = [*spec.ingress, *(s.filters["type"] for s in spec.deploy.subscriptions), *(s.schedule for s in spec.schedules)]
+        what = [
+            *spec.ingress,
+            *(s.filters["type"] for s in spec.deploy.subscriptions),
+            *(s.schedule for s in spec.schedules),
+        ]
         rows.append((spec.name, ",".join(triggers), " ".join(what), spec.image))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:

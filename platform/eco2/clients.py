@@ -100,13 +100,6 @@ class Clients:
         self._closers.append(client.close)
         return client
 
-    def _build_broker(self) -> Any:
-        from eventing.publisher import make_publisher
-
-        publisher = make_publisher(self.settings)
-        self._closers.append(publisher.close)
-        return publisher
-
     # -- accessors ------------------------------------------------------------------------------
     @property
     def db(self) -> Database:
@@ -128,10 +121,6 @@ class Clients:
     def openai(self) -> Any:
         return self._get("openai")
 
-    @property
-    def broker(self) -> Any:
-        return self._get("broker")
-
     # -- readiness and shutdown -----------------------------------------------------------------
     def check(self) -> dict[str, str]:
         """Ping every client the function uses: {"db": "ok", "redis": "error: ..."}."""
@@ -139,11 +128,7 @@ class Clients:
         for use in sorted(self.uses):
             try:
                 client = self._get(use)
-                if use == "db":
-                    client.ping()
-                elif use == "redis":
-                    client.ping()
-                elif use == "broker" and hasattr(client, "ping"):
+                if use == "db" or use == "redis" or (use == "broker" and hasattr(client, "ping")):
                     client.ping()
                 results[use] = "ok"
             except Exception as exc:  # readiness reports, it never raises

@@ -80,7 +80,9 @@ class Gateway:
         if path in ("/health/liveness", "/health/readiness"):
             checks = {name: rt.clients.check() for name, rt in self.runtimes.items()}
             ready = path.endswith("liveness") or all(v == "ok" for c in checks.values() for v in c.values())
-            return _json(start_response, 200 if ready else 503, {"status": "ok" if ready else "unavailable", "functions": checks})
+            return _json(
+                start_response, 200 if ready else 503, {"status": "ok" if ready else "unavailable", "functions": checks}
+            )
         if path == "/openapi.json":
             from eco2.openapi import document
 

@@ -47,7 +47,7 @@ class Route:
 
 @dataclass(frozen=True)
 class EventHandler:
-    type: str
+    event_type: str
     handler: Handler
     data: type[BaseModel] | None
     idempotent: bool

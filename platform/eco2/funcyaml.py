@@ -20,7 +20,7 @@ NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 TEMPLATE_RE = re.compile(r"\{\{\s*(secret|configMap|env):([^}]+?)\s*\}\}")
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 DURATION_RE = re.compile(r"^PT(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?$")
-USES = ("db", "redis", "broker", "s3", "openai", "jwt")
+USES = ("db", "redis", "s3", "openai", "jwt")
 
 
 class _Strict(BaseModel):
@@ -35,9 +35,7 @@ class EnvVar(_Strict):
     @classmethod
     def _template(cls, value: str) -> str:
         if "{{" in value and not TEMPLATE_RE.fullmatch(value.strip()):
-            raise ValueError(
-                "templates look like {{ secret:NAME:KEY }}, {{ configMap:NAME:KEY }} or {{ env:VAR }}"
-            )
+            raise ValueError("templates look like {{ secret:NAME:KEY }}, {{ configMap:NAME:KEY }} or {{ env:VAR }}")
         return value
 
 
@@ -97,10 +95,10 @@ class Delivery(_Strict):
     """Knative's delivery spec (the parts this project uses)."""
 
     retry: int | None = Field(default=None, ge=0)
-    backoffPolicy: Literal["linear", "exponential"] | None = None  # noqa: N815 - Knative's field name
-    backoffDelay: str | None = None  # noqa: N815
+    backoffPolicy: Literal["linear", "exponential"] | None = None
+    backoffDelay: str | None = None
     timeout: str | None = None
-    deadLetter: bool | None = None  # noqa: N815 - extension: send to the broker's dead-letter sink
+    deadLetter: bool | None = None
 
     @field_validator("backoffDelay", "timeout")
     @classmethod
@@ -140,16 +138,16 @@ class Deploy(_Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
     labels: list[dict[str, str]] = Field(default_factory=list)
     options: Options = Field(default_factory=Options)
-    healthEndpoints: HealthEndpoints = Field(default_factory=HealthEndpoints)  # noqa: N815
+    healthEndpoints: HealthEndpoints = Field(default_factory=HealthEndpoints)
     subscriptions: list[Subscription] = Field(default_factory=list)
-    serviceAccountName: str | None = None  # noqa: N815
-    timeoutSeconds: int | None = Field(default=None, ge=1, le=3600)  # noqa: N815 - extension
+    serviceAccountName: str | None = None
+    timeoutSeconds: int | None = Field(default=None, ge=1, le=3600)
 
 
 class Build(_Strict):
     builder: Literal["host", "pack", "s2i", "eco2"] = "eco2"
-    buildEnvs: list[EnvVar] = Field(default_factory=list)  # noqa: N815
-    baseImage: str | None = None  # noqa: N815
+    buildEnvs: list[EnvVar] = Field(default_factory=list)
+    baseImage: str | None = None
 
 
 class FunctionEntry(_Strict):
@@ -173,7 +171,7 @@ class FunctionEntry(_Strict):
 
 
 class Project(_Strict):
-    specVersion: str  # noqa: N815
+    specVersion: str
     name: str
     runtime: Literal["python"] = "python"
     registry: str = ""
@@ -304,9 +302,9 @@ def parse(text: str, path: Path = Path("func.yaml")) -> FuncYaml:
         if not ok:
             continue
         deploy: Deploy = merged["deploy"]
-        if deploy.options.scale.min is not None and deploy.options.scale.max not in (None, 0):
-            if deploy.options.scale.min > (deploy.options.scale.max or 0):
-                problems.append(f"func.yaml: {prefix}.deploy.options.scale: min is above max")
+        scale = deploy.options.scale
+        if scale.min is not None and scale.max not in (None, 0) and scale.min > (scale.max or 0):
+            problems.append(f"func.yaml: {prefix}.deploy.options.scale: min is above max")
         if not entry.ingress and not deploy.subscriptions and not entry.schedules:
             problems.append(f"func.yaml: {prefix}: no ingress, subscription or schedule reaches this function")
         module = entry.module or f"functions.{name.replace('-', '_')}.app:fn"

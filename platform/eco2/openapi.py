@@ -31,9 +31,7 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.handler.__name__,
         "summary": route.summary or route.handler.__name__.replace("_", " "),
-        "parameters": [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in route.params
-        ],
+        "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in route.params],
         "responses": {
             "default": {
                 "description": "Error",

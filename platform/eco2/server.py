@@ -57,7 +57,7 @@ def create_app(spec: FunctionSpec, root: Path, env: Mapping[str, str] | None = N
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     with patched_environ(env or {}):
-        app = functions_framework.create_app(target="handle", source=str(source), signature_type="http")
+        app = functions_framework.create_app(target="handle", source=str(source), signature_type="http")  # type: ignore[no-untyped-call]
         module = sys.modules[source.stem]
     runtime: Runtime = module.handle.runtime
     app.config["MAX_CONTENT_LENGTH"] = 8 * 1024 * 1024
@@ -87,4 +87,4 @@ def serve(spec: FunctionSpec, root: Path, host: str, port: int) -> None:
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
     }
-    create_server(app, False, **options).run(host, port)
+    create_server(app, False, **options).run(host, port)  # type: ignore[no-untyped-call]

@@ -1,8 +1,8 @@
 """An in-process client that drives a function's real functions-framework target.
 
-    with FunctionClient("users", env) as client:
-        client.get("/api/v1/users/me", headers=...)
-        client.cloudevent("eco2.character.granted.v1", {...})
+with FunctionClient("users", env) as client:
+    client.get("/api/v1/users/me", headers=...)
+    client.cloudevent("eco2.character.granted.v1", {...})
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
-
 from eco2.testing import FunctionClient
 from eco2.tokens import TokenCodec
 
@@ -56,8 +55,12 @@ def test_body_validation_names_the_field(client: FunctionClient) -> None:
     assert ok.json == {"message": "hello 이코 hello 이코"}
     body = assert_error(client.post("/api/v1/echo/greet", json={"name": "", "times": 9}), 422, "VALIDATION_ERROR")
     assert "name" in body["detail"] and "times" in body["detail"]
-    assert_error(client.post("/api/v1/echo/greet", data="{not json", content_type="application/json"), 400, "INVALID_JSON")
-    assert_error(client.post("/api/v1/echo/greet", data="name=x", content_type="text/plain"), 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert_error(
+        client.post("/api/v1/echo/greet", data="{not json", content_type="application/json"), 400, "INVALID_JSON"
+    )
+    assert_error(
+        client.post("/api/v1/echo/greet", data="name=x", content_type="text/plain"), 415, "UNSUPPORTED_MEDIA_TYPE"
+    )
     body = assert_error(client.get("/api/v1/echo/items?limit=500"), 422, "VALIDATION_ERROR")
     assert "limit" in body["detail"]
 
@@ -91,18 +94,31 @@ def test_request_id_generated_and_echoed(client: FunctionClient) -> None:
 def test_cors_exact_origins(client: FunctionClient) -> None:
     pre = client.options(
         "/api/v1/echo/greet",
-        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
     )
     assert pre.status_code == 204
     assert pre.headers["Access-Control-Allow-Origin"] == ORIGIN
     assert pre.headers["Access-Control-Allow-Credentials"] == "true"
     assert set(pre.headers["Access-Control-Allow-Methods"].replace(" ", "").split(",")) == {
-        "GET", "POST", "PATCH", "DELETE", "OPTIONS"
+        "GET",
+        "POST",
+        "PATCH",
+        "DELETE",
+        "OPTIONS",
     }
     assert set(pre.headers["Access-Control-Allow-Headers"].replace(" ", "").split(",")) == {
-        "Content-Type", "X-Frontend-Origin", "Last-Event-ID", "X-Idempotency-Key"
+        "Content-Type",
+        "X-Frontend-Origin",
+        "Last-Event-ID",
+        "X-Idempotency-Key",
     }
-    denied = client.options("/api/v1/echo/greet", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    denied = client.options(
+        "/api/v1/echo/greet", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert_error(denied, 403, "ORIGIN_NOT_ALLOWED")
     assert "Access-Control-Allow-Origin" not in denied.headers
     simple = client.get("/api/v1/echo/ping", headers={"Origin": ORIGIN})
@@ -121,7 +137,9 @@ def test_auth_middleware_cookie_and_bearer(client: FunctionClient, env: dict[str
     client.clear_cookies()
     assert_error(client.get("/api/v1/echo/me"), 401, "NOT_AUTHENTICATED")
     refresh = codec.issue("user-1", "refresh", "kakao").token
-    assert_error(client.get("/api/v1/echo/me", headers={"Authorization": f"Bearer {refresh}"}), 401, "INVALID_TOKEN_TYPE")
+    assert_error(
+        client.get("/api/v1/echo/me", headers={"Authorization": f"Bearer {refresh}"}), 401, "INVALID_TOKEN_TYPE"
+    )
     claims = codec.verify(token, "access")
     redis_lib.Redis.from_url(redis_url).set(f"blacklist:{claims.jti}", "1", ex=60)
     assert_error(client.get("/api/v1/echo/me", headers={"Authorization": f"Bearer {token}"}), 403, "TOKEN_REVOKED")
@@ -194,7 +212,9 @@ def test_failed_handler_is_retryable_and_releases_its_claim(client: FunctionClie
 
 def test_in_progress_duplicate_gets_409(client: FunctionClient, redis_url: str) -> None:
     redis_lib.Redis.from_url(redis_url).set("dedupe:echo:/tests:busy-1", "processing", ex=60)
-    assert_error(client.cloudevent("demo.thing.happened.v1", {"thing_id": "x"}, event_id="busy-1"), 409, "EVENT_IN_PROGRESS")
+    assert_error(
+        client.cloudevent("demo.thing.happened.v1", {"thing_id": "x"}, event_id="busy-1"), 409, "EVENT_IN_PROGRESS"
+    )
 
 
 def test_non_idempotent_handler_sees_every_delivery(client: FunctionClient, redis_url: str) -> None:
@@ -204,18 +224,27 @@ def test_non_idempotent_handler_sees_every_delivery(client: FunctionClient, redi
 
 
 def test_malformed_events_are_clear_4xx(client: FunctionClient) -> None:
-    missing = client.post("/", data="{}", headers={"ce-specversion": "1.0", "ce-type": "demo.thing.happened.v1"}, content_type="application/json")
+    missing = client.post(
+        "/",
+        data="{}",
+        headers={"ce-specversion": "1.0", "ce-type": "demo.thing.happened.v1"},
+        content_type="application/json",
+    )
     body = assert_error(missing, 400, "MISSING_ATTRIBUTES")
     assert "id" in body["detail"] and "source" in body["detail"]
     assert_error(client.cloudevent("demo.unknown.v1", {}), 400, "UNKNOWN_EVENT_TYPE")
     body = assert_error(client.cloudevent("demo.thing.happened.v1", {"count": "many"}), 400, "INVALID_EVENT_DATA")
     assert "thing_id" in body["detail"]
     assert_error(client.post("/", data="nope", content_type="application/cloudevents+json"), 400, "INVALID_CLOUDEVENT")
-    assert_error(client.post("/", data="[]", content_type="application/cloudevents-batch+json"), 400, "UNSUPPORTED_BATCH")
+    assert_error(
+        client.post("/", data="[]", content_type="application/cloudevents-batch+json"), 400, "UNSUPPORTED_BATCH"
+    )
     not_ce = client.post("/", data='{"hello": 1}', content_type="application/json")
     assert_error(not_ce, 404, "NOT_FOUND")
     wrong_version = client.post(
-        "/", data="{}", content_type="application/json",
+        "/",
+        data="{}",
+        content_type="application/json",
         headers={"ce-specversion": "0.3", "ce-id": "1", "ce-source": "/s", "ce-type": "demo.thing.happened.v1"},
     )
     assert_error(wrong_version, 400, "UNSUPPORTED_SPECVERSION")

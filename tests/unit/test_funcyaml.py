@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from eco2.funcyaml import FuncYamlError, load, parse
 
 BASE = """
@@ -38,7 +37,11 @@ def problems(text: str) -> list[str]:
 def test_defaults_are_inherited_and_overridden() -> None:
     spec = parse(BASE).get("one")
     assert spec.env == {"A": "1", "B": "override", "C": "{{ env:HOME }}"}
-    assert (spec.deploy.options.scale.min, spec.deploy.options.scale.max, spec.deploy.options.scale.target) == (0, 2, 10)
+    assert (spec.deploy.options.scale.min, spec.deploy.options.scale.max, spec.deploy.options.scale.target) == (
+        0,
+        2,
+        10,
+    )
     assert spec.image == "reg.example/team/p-one:latest"
     assert spec.namespace == "ns"
     assert spec.main_path == "functions/one/main.py"
@@ -58,13 +61,18 @@ def test_bad_values_are_reported() -> None:
     found = problems(bad)
     assert any(p.startswith("func.yaml: functions.one.deploy.options.scale.max:") for p in found)
     assert any(p.startswith("func.yaml: functions.one.deploy.options.resources.requests.memory:") for p in found)
-    assert any("functions.one.run.envs[1].value" in p for p in problems(BASE.replace("value: override", 'value: "{{ vault:x }}"')))
+    assert any(
+        "functions.one.run.envs[1].value" in p
+        for p in problems(BASE.replace("value: override", 'value: "{{ vault:x }}"'))
+    )
     assert any("not a prefix" in p for p in problems(BASE.replace("[/api/v1/one]", "[/one]")))
     assert problems(BASE.replace("specVersion: 0.36.0\n", "")) == ["func.yaml: specVersion: required field is missing"]
 
 
 def test_unreachable_function_and_duplicate_prefix() -> None:
-    assert problems(BASE + "  two: {}\n") == ["func.yaml: functions.two: no ingress, subscription or schedule reaches this function"]
+    assert problems(BASE + "  two: {}\n") == [
+        "func.yaml: functions.two: no ingress, subscription or schedule reaches this function"
+    ]
     dup = BASE + "  two:\n    ingress: [/api/v1/one]\n"
     assert problems(dup) == ["func.yaml: functions.two.ingress: /api/v1/one is already routed to one"]
 

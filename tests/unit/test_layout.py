@@ -20,7 +20,10 @@ def test_import_platform_gives_the_standard_library() -> None:
     # also from the project root on sys.path, as functions-framework runs it
     out = subprocess.run(
         [sys.executable, "-c", "import platform, uuid, sqlalchemy; print(platform.python_version())"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == platform.python_version()
 

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 import pytest
-
 from eco2.settings import Secret, Settings, SettingsError, mask_url
 
 GOOD = {"JWT_SECRET": "x" * 40, "DATABASE_URL": "postgresql://u:pw@db/eco2", "REDIS_URL": "redis://r:6379/0"}
 
 
 def test_reads_typed_values() -> None:
-    s = Settings.from_env({**GOOD, "ALLOWED_ORIGINS": "https://app.example.com, http://127.0.0.1:5173/", "WORKERS": "2"},
-                          uses=("db", "redis", "jwt"))
+    s = Settings.from_env(
+        {**GOOD, "ALLOWED_ORIGINS": "https://app.example.com, http://127.0.0.1:5173/", "WORKERS": "2"},
+        uses=("db", "redis", "jwt"),
+    )
     assert s.allowed_origins == ("https://app.example.com", "http://127.0.0.1:5173")
     assert s.workers == 2 and s.environment == "production" and s.cookie_secure is True
 
@@ -18,7 +19,13 @@ def test_missing_required_values_are_listed_together() -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"WORKERS": "zero", "ALLOWED_ORIGINS": "*"}, uses=("db", "redis", "jwt"))
     text = str(info.value)
-    for expected in ("DATABASE_URL: required", "REDIS_URL: required", "JWT_SECRET: required", "WORKERS: expected an integer", "ALLOWED_ORIGINS"):
+    for expected in (
+        "DATABASE_URL: required",
+        "REDIS_URL: required",
+        "JWT_SECRET: required",
+        "WORKERS: expected an integer",
+        "ALLOWED_ORIGINS",
+    ):
         assert expected in text
 
 

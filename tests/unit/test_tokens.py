@@ -6,7 +6,6 @@ import time
 
 import jwt as pyjwt
 import pytest
-
 from eco2.settings import Settings
 from eco2.tokens import ExpiredToken, InvalidToken, TokenCodec
 
@@ -34,8 +33,18 @@ def test_interoperates_with_pyjwt() -> None:
     assert decoded["type"] == "refresh" and decoded["sub"] == "u1"
     now = int(time.time())
     foreign = pyjwt.encode(
-        {"sub": "u2", "jti": "j", "type": "access", "iat": now, "nbf": now, "exp": now + 60, "iss": "eco2", "aud": "eco2-app"},
-        SECRET, algorithm="HS256",
+        {
+            "sub": "u2",
+            "jti": "j",
+            "type": "access",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 60,
+            "iss": "eco2",
+            "aud": "eco2-app",
+        },
+        SECRET,
+        algorithm="HS256",
     )
     assert codec().verify(foreign, "access").sub == "u2"
 

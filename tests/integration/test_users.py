@@ -1,0 +1,125 @@
+"""users on real PostgreSQL and Redis: profile, PATCH validation, characters, deletion."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+import psycopg
+import pytest
+from eco2.testing import FunctionClient
+
+from functions.common.models import User
+
+
+def make_user(client: FunctionClient, **fields: object) -> tuple[str, str]:
+    """A user row plus an access token for it."""
+    session = client.runtime.clients.db.session()
+    user = User(**({"nickname": "분리수거왕", "last_login_provider": "kakao"} | fields))
+    session.add(user)
+    session.commit()
+    token = client.runtime.clients.tokens.issue(str(user.id), "access", "kakao").token
+    session.close()
+    return str(user.id), token
+
+
+@pytest.fixture
+def users(function_client: Callable[..., FunctionClient]) -> FunctionClient:
+    return function_client("users")
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_profile_shape(users: FunctionClient) -> None:
+    _, token = make_user(users, phone_number="010-1111-2222")
+    users.set_cookie("s_access", token)
+    body = users.get("/api/v1/users/me").json
+    assert set(body) >= {"username", "nickname", "phone_number", "provider", "last_login_at"}
+    assert body["username"] == "분리수거왕" and body["phone_number"] == "010-1111-2222"
+
+
+def test_username_is_never_empty(users: FunctionClient) -> None:
+    _, token = make_user(users, nickname=None, name=None)
+    assert users.get("/api/v1/users/me", headers=auth(token)).json["username"] == "사용자"
+    _, token = make_user(users, nickname=None, name="김이코")
+    assert users.get("/api/v1/users/me", headers=auth(token)).json["username"] == "김이코"
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("01012345678", "010-1234-5678"),
+        ("010 1234 5678", "010-1234-5678"),
+        ("+82 10-9876-5432", "010-9876-5432"),
+        ("0111234567", "011-123-4567"),
+    ],
+)
+def test_phone_is_normalised(users: FunctionClient, raw: str, stored: str) -> None:
+    _, token = make_user(users)
+    response = users.patch("/api/v1/users/me", json={"phone_number": raw}, headers=auth(token))
+    assert response.status_code == 200 and response.json["phone_number"] == stored
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "NO_CHANGES_PROVIDED"),
+        ({"phone_number": "12345"}, "INVALID_PHONE_NUMBER"),
+        ({"nickname": ""}, "VALIDATION_ERROR"),
+        ({"nickname": "x" * 121}, "VALIDATION_ERROR"),
+        ({"nickname": "   "}, "INVALID_NICKNAME"),
+        ({"email": "a@b.c"}, "VALIDATION_ERROR"),
+    ],
+)
+def test_patch_validation(users: FunctionClient, body: dict[str, str], code: str) -> None:
+    _, token = make_user(users)
+    response = users.patch("/api/v1/users/me", json=body, headers=auth(token))
+    assert response.status_code == 422
+    assert response.json["code"] == code and set(response.json) == {"detail", "code"}
+
+
+def test_patch_nickname_changes_username(users: FunctionClient) -> None:
+    _, token = make_user(users)
+    body = users.patch("/api/v1/users/me", json={"nickname": "새이름"}, headers=auth(token)).json
+    assert body["username"] == body["nickname"] == "새이름"
+    assert users.get("/api/v1/users/me", headers=auth(token)).json["nickname"] == "새이름"
+
+
+def test_default_character_is_granted_once(users: FunctionClient, clean_db: str) -> None:
+    user_id, token = make_user(users)
+    first = users.get("/api/v1/users/me/characters", headers=auth(token))
+    assert first.status_code == 200 and isinstance(first.json, list)
+    assert [c["code"] for c in first.json] == ["char-eco"]
+    card = first.json[0]
+    assert set(card) == {"id", "code", "name", "type", "dialog", "acquired_at"}
+    assert card["name"] == "이코" and datetime.fromisoformat(card["acquired_at"]).tzinfo is not None
+    users.get("/api/v1/users/me/characters", headers=auth(token))
+    with psycopg.connect(clean_db) as conn:
+        count = conn.execute(
+            "SELECT count(*) FROM user_characters WHERE user_id = %s", (uuid.UUID(user_id),)
+        ).fetchone()
+    assert count == (1,)
+
+
+def test_delete_account_revokes_every_session(users: FunctionClient, clean_db: str) -> None:
+    user_id, token = make_user(users)
+    other_token = users.runtime.clients.tokens.issue(user_id, "access", "kakao").token
+    deleted = users.delete("/api/v1/users/me", headers=auth(token))
+    assert deleted.status_code == 204
+    assert any(c.startswith("s_access=;") for c in deleted.headers.getlist("Set-Cookie"))
+    for t in (token, other_token):
+        response = users.get("/api/v1/users/me", headers=auth(t))
+        assert response.status_code == 403 and response.json["code"] == "TOKEN_REVOKED"
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT count(*) FROM users WHERE id = %s", (uuid.UUID(user_id),)).fetchone() == (0,)
+
+
+def test_token_for_a_vanished_user_is_not_a_500(users: FunctionClient) -> None:
+    token = users.runtime.clients.tokens.issue(str(uuid.uuid4()), "access", "kakao").token
+    response = users.get("/api/v1/users/me", headers=auth(token))
+    assert response.status_code == 401 and response.json["code"] == "USER_NOT_FOUND"
+    garbage_sub = users.runtime.clients.tokens.issue("not-a-uuid", "access", "kakao").token
+    assert users.get("/api/v1/users/me", headers=auth(garbage_sub)).status_code == 401
