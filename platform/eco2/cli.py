@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.update(container_env(spec, os.environ))
     port = args.port or int(os.environ.get("PORT", "8080"))
     print(f"eco2 run: {spec.name} on http://{args.host}:{port}", file=sys.stderr, flush=True)
-    serve(spec, root, args.host, port)
+    serve(root / spec.main_path, root, args.host, port)
     return 0
 
 

@@ -20,9 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from eco2.funcyaml import USES
-
 Handler = Callable[..., Any]
+USES = ("db", "redis", "s3", "openai", "jwt")  # the clients a function may declare
 _PARAM_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 

@@ -20,7 +20,6 @@ NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 TEMPLATE_RE = re.compile(r"\{\{\s*(secret|configMap|env):([^}]+?)\s*\}\}")
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 DURATION_RE = re.compile(r"^PT(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?$")
-USES = ("db", "redis", "s3", "openai", "jwt")
 
 
 class _Strict(BaseModel):

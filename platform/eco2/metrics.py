@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -43,6 +45,22 @@ class Metrics:
             ["function"],
             registry=self.registry,
         )
+
+        self.in_flight_child = self.in_flight.labels(function)
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def observe(self, route: str, method: str, status: str, seconds: float) -> None:
+        """Count one request; the labelled children are cached (labels() costs a lock and a lookup)."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(self.function, route, method, status),
+                self.latency.labels(self.function, route, method),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

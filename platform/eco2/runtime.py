@@ -7,6 +7,7 @@ and only here → metrics and one access-log line.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -102,7 +103,7 @@ class Runtime:
         request_id = self._request_id(request)
         token = request_id_var.set(request_id)
         label = ["unmatched"]
-        self.metrics.in_flight.labels(self.function.name).inc()
+        self.metrics.in_flight_child.inc()
         try:
             if not self._started:
                 self.start()
@@ -110,7 +111,7 @@ class Runtime:
         except Exception as exc:
             response = error_response(exc, request_id)
         finally:
-            self.metrics.in_flight.labels(self.function.name).dec()
+            self.metrics.in_flight_child.dec()
         response.headers["X-Request-ID"] = request_id
         self._cors(request, response)
         took = time.perf_counter() - started
@@ -248,9 +249,8 @@ class Runtime:
         if isinstance(result, BaseModel):
             body = result.model_dump(mode="json")
         elif route.response is not None:
-            body = TypeAdapter(route.response).dump_python(
-                TypeAdapter(route.response).validate_python(result), mode="json"
-            )
+            adapter = _adapter(route.response)
+            body = adapter.dump_python(adapter.validate_python(result), mode="json")
         else:
             body = result
         return json_response(body, route.status)
@@ -285,6 +285,11 @@ class Runtime:
             response.headers["Access-Control-Allow-Credentials"] = "true"
             response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
         response.headers.add("Vary", "Origin")
+
+
+@functools.cache
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(tp)
 
 
 def _validate(model: type[BaseModel], raw: Any, where: str) -> BaseModel:

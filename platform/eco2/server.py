@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eco2.funcyaml import TEMPLATE_RE, FunctionSpec
-
 if TYPE_CHECKING:
     from flask import Flask
+
+    from eco2.funcyaml import FunctionSpec
 
     from eco2.runtime import Runtime
 
@@ -37,6 +37,8 @@ def container_env(spec: FunctionSpec, environ: Mapping[str, str]) -> dict[str, s
     """The environment the function's container would get: func.yaml literals, `{{ env:VAR }}`
     resolved from `environ`; secrets and config maps only exist in the cluster, so locally their
     variables come from `environ`. The caller's environment wins over func.yaml literals."""
+    from eco2.funcyaml import TEMPLATE_RE
+
     out: dict[str, str] = {}
     for name, value in spec.env.items():
         found = TEMPLATE_RE.fullmatch(value.strip())
@@ -51,9 +53,12 @@ def container_env(spec: FunctionSpec, environ: Mapping[str, str]) -> dict[str, s
 
 def create_app(spec: FunctionSpec, root: Path, env: Mapping[str, str] | None = None) -> tuple[Flask, Runtime]:
     """functions-framework's own `create_app` on the function's main.py, and its runtime."""
+    return load_source(root / spec.main_path, root, env)
+
+
+def load_source(source: Path, root: Path, env: Mapping[str, str] | None = None) -> tuple[Flask, Runtime]:
     import functions_framework
 
-    source = root / spec.main_path
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     with patched_environ(env or {}):
@@ -64,12 +69,12 @@ def create_app(spec: FunctionSpec, root: Path, env: Mapping[str, str] | None = N
     return app, runtime
 
 
-def serve(spec: FunctionSpec, root: Path, host: str, port: int) -> None:
+def serve(source: Path, root: Path, host: str, port: int) -> None:
     """Run one function exactly as its container does: gunicorn, clients built after fork,
     SIGTERM drains in-flight requests (graceful timeout) then closes the clients."""
     from functions_framework._http import create_server
 
-    app, runtime = create_app(spec, root)
+    app, runtime = load_source(source, root)
     settings = runtime.settings
 
     def post_worker_init(_worker: Any) -> None:
@@ -88,3 +93,20 @@ def serve(spec: FunctionSpec, root: Path, host: str, port: int) -> None:
         "worker_exit": worker_exit,
     }
     create_server(app, False, **options).run(host, port)  # type: ignore[no-untyped-call]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The container's command: `python -m eco2.server functions/<name>/main.py`.
+
+    Knative sets the environment (from the rendered Service) and $PORT; nothing reads func.yaml here.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m eco2.server functions/<name>/main.py")
+    source = Path(args[0]).resolve()
+    root = Path(os.environ.get("ECO2_ROOT", Path.cwd())).resolve()
+    serve(source, root, os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8080")))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from eco2.errors import Unauthorized
 from eco2.settings import Settings
 
 TokenType = Literal["access", "refresh"]
+_CACHE_SIZE = 4096  # verified signatures kept per process; claims (exp, type, ...) are re-checked every time
 _HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 
 
@@ -60,8 +62,11 @@ def _b64encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _b64decode(text: str) -> bytes:
-    if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text):
+    if not _B64URL.fullmatch(text):
         raise InvalidToken()
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -77,6 +82,7 @@ class TokenCodec:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        self._verified: dict[str, dict[str, Any]] = {}  # insertion-ordered; oldest evicted first
         self._ttl: dict[TokenType, int] = {
             "access": settings.access_token_ttl,
             "refresh": settings.refresh_token_ttl,
@@ -118,6 +124,20 @@ class TokenCodec:
 
     def verify(self, token: str, expected_type: TokenType, now: float | None = None) -> TokenClaims:
         """Decode and check everything; raises InvalidToken / ExpiredToken (both 401)."""
+        now = time.time() if now is None else now
+        payload = self._verified.get(token)
+        if payload is None:
+            payload = self._decode(token)
+            self._verified[token] = payload
+            if len(self._verified) > _CACHE_SIZE:
+                try:
+                    self._verified.pop(next(iter(self._verified)), None)
+                except (StopIteration, RuntimeError):  # another thread changed it meanwhile
+                    pass
+        return self._check_claims(payload, expected_type, now)
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        """Signature and structure; the result depends only on the token, so it is cached."""
         if not token or len(token) > 4096 or token.count(".") != 2:
             raise InvalidToken()
         header_b64, body_b64, signature_b64 = token.split(".")
@@ -136,7 +156,7 @@ class TokenCodec:
             raise InvalidToken() from None
         if not isinstance(payload, dict):
             raise InvalidToken()
-        return self._check_claims(payload, expected_type, time.time() if now is None else now)
+        return payload
 
     def _check_claims(self, payload: dict[str, Any], expected_type: TokenType, now: float) -> TokenClaims:
         for name in ("sub", "jti", "type", "iss", "aud"):
