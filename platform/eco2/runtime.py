@@ -117,10 +117,7 @@ class Runtime:
         took = time.perf_counter() - started
         route_label = label[0]
         if route_label not in ("/metrics", "/health/liveness", "/health/readiness"):
-            self.metrics.requests.labels(
-                self.function.name, route_label, request.method, str(response.status_code)
-            ).inc()
-            self.metrics.latency.labels(self.function.name, route_label, request.method).observe(took)
+            self.metrics.observe(route_label, request.method, str(response.status_code), took)
             log.info(
                 "request",
                 extra={
