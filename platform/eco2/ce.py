@@ -99,15 +99,20 @@ def dispatch(runtime: Runtime, request: Request, request_id: str) -> Response:
         time=attrs.get("time"),
         extensions={k: v for k, v in attrs.items() if k not in _CORE},
     )
-    dedupe = Deduplicator(runtime) if handler.idempotent and "redis" in runtime.function.uses else None
+    ctx = Context(function=name, settings=runtime.settings, clients=runtime.clients, request_id=request_id)
+    dedupe = Deduplicator(runtime) if handler.dedupe == "redis" else None
     if dedupe is not None:
         previous = dedupe.claim(event)
         if previous is not None:
             metrics.labels(name, event_type, "duplicate").inc()
             log.info("duplicate delivery ignored", extra={"event_id": event.id, "event_source": event.source})
             return previous
-    ctx = Context(function=name, settings=runtime.settings, clients=runtime.clients, request_id=request_id)
     try:
+        if handler.dedupe == "db" and not _record_in_transaction(ctx, event):
+            ctx.finish(ok=False)
+            metrics.labels(name, event_type, "duplicate").inc()
+            log.info("duplicate delivery ignored", extra={"event_id": event.id, "event_source": event.source})
+            return Response(status=200)
         result = handler.handler(ctx, event)
         ctx.finish(ok=True)
     except BaseException:
@@ -121,6 +126,28 @@ def dispatch(runtime: Runtime, request: Request, request_id: str) -> Response:
         dedupe.done(event, response)
     metrics.labels(name, event_type, "handled").inc()
     return response
+
+
+def _record_in_transaction(ctx: Context, event: Event[Any]) -> bool:
+    """Insert (consumer, source, id) in the handler's own transaction; False when already there.
+
+    A concurrent duplicate blocks on the primary key until the first commits, then fails here.
+    (A reply event of the first delivery is not re-sent: db-deduplicated handlers publish through
+    the outbox instead of replying.)"""
+    from sqlalchemy.exc import IntegrityError
+
+    from eventing.outbox import processed_events
+
+    try:
+        with ctx.db.begin_nested():
+            ctx.db.execute(
+                processed_events.insert().values(
+                    consumer=ctx.function, source=event.source, event_id=event.id, processed_at=datetime.now(UTC)
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
 
 
 def reply(event: OutEvent, *, default_source: str) -> Response:

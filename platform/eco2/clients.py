@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("eco2.clients")
 
 
+class Events:
+    """Publishing: direct for functions without a database, through the outbox for the others."""
+
+    def __init__(self, publisher: Any, relay: Any) -> None:
+        self.publisher = publisher
+        self.relay = relay
+
+    def ping(self) -> None:
+        self.publisher.ping()
+
+
 class Clients:
     def __init__(self, settings: Settings, uses: Iterable[str]) -> None:
         self.settings = settings
@@ -100,6 +111,20 @@ class Clients:
         self._closers.append(client.close)
         return client
 
+    def _build_events(self) -> Events:
+        from eventing.publisher import make_publisher
+
+        publisher = make_publisher(self.settings)
+        relay = None
+        if "db" in self.uses:
+            from eventing.outbox import Relay
+
+            relay = Relay(self.db, publisher)
+            relay.start()
+            self._closers.append(relay.stop)  # closers run in reverse: relay flushes before the publisher closes
+        self._closers.insert(0, publisher.close)
+        return Events(publisher, relay)
+
     # -- accessors ------------------------------------------------------------------------------
     @property
     def db(self) -> Database:
@@ -112,6 +137,10 @@ class Clients:
     @property
     def tokens(self) -> TokenCodec:
         return self._get("jwt")  # type: ignore[no-any-return]
+
+    @property
+    def events(self) -> Events:
+        return self._get("events")  # type: ignore[no-any-return]
 
     @property
     def s3(self) -> Any:

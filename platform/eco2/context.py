@@ -75,6 +75,7 @@ class Context:
         self.cookies: list[Cookie] = []
         self.headers: dict[str, str] = {}
         self._session: Session | None = None
+        self._staged_events = False
 
     @property
     def user_id(self) -> str:
@@ -91,6 +92,25 @@ class Context:
     @property
     def redis(self) -> redis.Redis:
         return self.clients.redis
+
+    def publish(self, event_type: str, data: Any, *, subject: str | None = None, event_id: str | None = None) -> str:
+        """Send a CloudEvent; returns its id. With a database the event joins this unit of work
+        (transactional outbox: sent after commit, never if rolled back); without one it is sent now."""
+        from eventing.catalogue import CATALOGUE
+        from eventing.outbox import add
+        from eventing.publisher import make_message
+
+        spec = CATALOGUE.get(event_type)
+        if spec is not None:
+            data = spec.data.model_validate(data.model_dump() if hasattr(data, "model_dump") else data)
+        source = spec.source if spec is not None else f"/eco2/{self.function}"
+        message = make_message(event_type, data, source=source, subject=subject, event_id=event_id)
+        if "db" in self.clients.uses:
+            add(self.db, message)
+            self._staged_events = True
+        else:
+            self.clients.events.publisher.publish(message)
+        return message.attributes["id"]
 
     def set_cookie(self, name: str, value: str, max_age: int) -> None:
         self.cookies.append(Cookie(name, value, max_age))
@@ -110,3 +130,8 @@ class Context:
                 session.rollback()
         finally:
             session.close()
+        if ok and self._staged_events:
+            self._staged_events = False
+            relay = self.clients.events.relay
+            if relay is not None:
+                relay.kick()

@@ -16,12 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 Handler = Callable[..., Any]
-USES = ("db", "redis", "s3", "openai", "jwt")  # the clients a function may declare
+USES = ("db", "redis", "s3", "openai", "jwt", "events")  # the clients a function may declare
 _PARAM_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
@@ -44,12 +44,15 @@ class Route:
         return None if found is None else found.groupdict()
 
 
+Dedupe = Literal["redis", "db", "none"]
+
+
 @dataclass(frozen=True)
 class EventHandler:
     event_type: str
     handler: Handler
     data: type[BaseModel] | None
-    idempotent: bool
+    dedupe: Dedupe
 
 
 def _compile(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
@@ -135,15 +138,21 @@ class Function:
         return self.route("DELETE", path, **kw)
 
     def event(
-        self, event_type: str, *, data: type[BaseModel] | None = None, idempotent: bool = True
+        self, event_type: str, *, data: type[BaseModel] | None = None, dedupe: Dedupe | None = None
     ) -> Callable[[Handler], Handler]:
-        """Handle CloudEvents of `event_type`. Deliveries are deduplicated on (source, id) unless
-        `idempotent=False` says the handler must see every delivery."""
+        """Handle CloudEvents of `event_type`, deduplicated on (source, id) before the handler runs:
+        `dedupe="db"` records the event in the handler's own transaction (effects in PostgreSQL),
+        `"redis"` claims it with SET NX, `"none"` lets every delivery through. Default: db when
+        the function uses the database, else redis."""
+        if dedupe is None:
+            dedupe = "db" if "db" in self.uses else "redis" if "redis" in self.uses else "none"
+        if dedupe != "none" and dedupe not in self.uses:
+            raise ValueError(f"{self.name}: dedupe={dedupe!r} needs uses={dedupe!r}")
 
         def register(handler: Handler) -> Handler:
             if event_type in self.events:
                 raise ValueError(f"{self.name}: a handler for {event_type} is already declared")
-            self.events[event_type] = EventHandler(event_type, handler, data, idempotent)
+            self.events[event_type] = EventHandler(event_type, handler, data, dedupe)
             return handler
 
         return register

@@ -5,10 +5,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from eventing.outbox import metadata as events_metadata
 from functions.common.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = [Base.metadata, events_metadata]
 
 
 def run_migrations_offline() -> None:

@@ -1,0 +1,98 @@
+"""Publishing CloudEvents from a function.
+
+- In the cluster: HTTP POST in binary mode to the broker ingress (`K_SINK`), 2xx (202) expected.
+- Locally: AMQP to the local broker's exchange (`RABBITMQ_URL`), encoded as eventing-rabbitmq does.
+- Embedded (`eco2 dev` with no RabbitMQ): the in-process broker (`RABBITMQ_URL=memory://`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel
+
+from eventing.delivery import Message
+
+if TYPE_CHECKING:
+    from eco2.settings import Settings
+
+
+class PublishError(RuntimeError):
+    pass
+
+
+class Publisher(Protocol):
+    def publish(self, message: Message) -> None: ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_message(
+    event_type: str,
+    data: Any,
+    *,
+    source: str,
+    event_id: str | None = None,
+    subject: str | None = None,
+    time: str | None = None,
+    extensions: dict[str, str] | None = None,
+) -> Message:
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    attributes = {
+        "specversion": "1.0",
+        "id": event_id or uuid.uuid4().hex,
+        "source": source,
+        "type": event_type,
+        "time": time or datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if subject:
+        attributes["subject"] = subject
+    attributes.update(extensions or {})
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return Message(attributes, body)
+
+
+class HttpPublisher:
+    """POST to the Knative broker ingress in binary mode."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        import requests
+
+        self.url = url
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def publish(self, message: Message) -> None:
+        import requests
+
+        headers = message.http_headers()
+        try:
+            response = self.session.post(self.url, data=message.data, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise PublishError(f"broker ingress unreachable: {type(exc).__name__}") from exc
+        if not 200 <= response.status_code < 300:
+            raise PublishError(f"broker ingress answered {response.status_code}")
+
+    def ping(self) -> None:
+        """The ingress has no health route of its own to call; publishing failures surface per event."""
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def make_publisher(settings: Settings) -> Publisher:
+    if settings.broker_url:
+        return HttpPublisher(settings.broker_url)
+    url = settings.rabbitmq_url.get()
+    if url.startswith("memory://"):
+        from eventing.memory import broker
+
+        return broker(url).publisher
+    from eventing.rabbitmq import AmqpPublisher
+
+    return AmqpPublisher(url)
