@@ -95,4 +95,4 @@ def make_publisher(settings: Settings) -> Publisher:
         return broker(url).publisher
     from eventing.rabbitmq import AmqpPublisher
 
-    return AmqpPublisher(url)
+    return AmqpPublisher(url, settings.broker_name)

@@ -16,6 +16,8 @@ from eco2.settings import SettingsError
 
 def _project(args: argparse.Namespace) -> tuple[Path, funcyaml.FuncYaml]:
     root = funcyaml.find_root(Path(args.root) if args.root else None)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # the project's function packages
     return root, funcyaml.load(root / "func.yaml")
 
 
@@ -137,6 +139,40 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    from eventing.rabbitmq import RabbitBroker
+    from eventing.triggers import triggers
+
+    _, project = _project(args)
+    url = os.environ.get("RABBITMQ_URL", "")
+    if args.action == "dispatch":
+        from eventing.local import dispatch_forever
+
+        dispatch_forever(project)
+        return 0
+    if not url or url.startswith("memory://"):
+        print("eco2 events: set RABBITMQ_URL to the local broker's RabbitMQ (the embedded broker of `eco2 dev` "
+              "lives inside that process)", file=sys.stderr)
+        return 2
+    broker = RabbitBroker(url, triggers(project, lambda name: name), broker=os.environ.get("ECO2_BROKER", "eco2"))
+    if args.action == "replay":
+        count = broker.replay(trigger=args.trigger, limit=args.limit)
+        print(f"replayed {count} dead letter(s)")
+        return 0
+    depths = broker.depths()
+    width = max(len(q) for q in depths)
+    print(f"{'QUEUE'.ljust(width)}  MESSAGES")
+    for queue, depth in depths.items():
+        print(f"{queue.ljust(width)}  {depth}")
+    letters = broker.dead_letters(limit=args.limit)
+    if letters:
+        print("\nDEAD LETTERS (trigger, type, id, error code, destination)")
+        for trigger, message in letters:
+            a = message.attributes
+            print(f"  {trigger}  {a.get('type')}  {a.get('id')}  {a.get('knativeerrorcode', '-')}  {a.get('knativeerrordest', '-')}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eco2", description="Eco² serverless functions on Knative.")
     p.add_argument("--root", help="project root holding func.yaml (default: search upwards)")
@@ -169,6 +205,12 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("functions", help="list the functions in func.yaml").set_defaults(func=cmd_functions)
     sub.add_parser("validate", help="check func.yaml against the code").set_defaults(func=cmd_validate)
+
+    ev = sub.add_parser("events", help="the local broker: queues and dead letters, replay, dispatch")
+    ev.add_argument("action", nargs="?", choices=("show", "replay", "dispatch"), default="show")
+    ev.add_argument("--trigger", help="replay only this Trigger's dead letters")
+    ev.add_argument("--limit", type=int, default=1000)
+    ev.set_defaults(func=cmd_events)
 
     mig = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
     mig.add_argument("--database-url")

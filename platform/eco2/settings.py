@@ -115,6 +115,7 @@ class Settings:
     redis_url: Secret = field(default_factory=lambda: Secret(""))
     rabbitmq_url: Secret = field(default_factory=lambda: Secret(""))
     broker_url: str = ""  # K_SINK: the Knative broker ingress
+    broker_name: str = "eco2"
     s3_endpoint_url: str = ""
     s3_bucket: str = "eco2-images"
     s3_region: str = "ap-northeast-2"
@@ -189,6 +190,7 @@ class Settings:
             redis_url=Secret(reader.text("REDIS_URL", "")),
             rabbitmq_url=Secret(reader.text("RABBITMQ_URL", "")),
             broker_url=reader.text("K_SINK", "") or reader.text("BROKER_URL", ""),
+            broker_name=reader.text("ECO2_BROKER", "eco2"),
             s3_endpoint_url=reader.text("S3_ENDPOINT_URL", ""),
             s3_bucket=reader.text("S3_BUCKET", "eco2-images"),
             s3_region=reader.text("AWS_REGION", "ap-northeast-2"),
@@ -222,7 +224,7 @@ class Settings:
         required = {
             "db": ("DATABASE_URL", settings.database_url.get()),
             "redis": ("REDIS_URL", settings.redis_url.get()),
-            "broker": ("RABBITMQ_URL or K_SINK", settings.rabbitmq_url.get() or settings.broker_url),
+            "events": ("RABBITMQ_URL or K_SINK", settings.rabbitmq_url.get() or settings.broker_url),
         }
         for use in uses:
             if use in required and not required[use][1]:

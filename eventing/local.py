@@ -1,0 +1,54 @@
+"""Running the local broker for a project: `eco2 events dispatch`, `eco2 dev` and `eco2 events`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from eco2.funcyaml import FuncYaml
+from eventing.triggers import triggers
+
+
+def subscriber_urls(project: FuncYaml, env: Mapping[str, str], gateway: str | None = None) -> Callable[[str], str]:
+    """Where each function receives events: ECO2_SUBSCRIBERS (JSON name -> URL), else the dev
+    gateway's internal `/_functions/<name>/` route."""
+    explicit: dict[str, str] = json.loads(env.get("ECO2_SUBSCRIBERS", "{}") or "{}")
+    base = (gateway or env.get("ECO2_GATEWAY_URL", "http://127.0.0.1:8000")).rstrip("/")
+
+    def url(name: str) -> str:
+        return explicit.get(name) or f"{base}/_functions/{name}/"
+
+    return url
+
+
+def make_broker(project: FuncYaml, env: Mapping[str, str], gateway: str | None = None) -> Any:
+    url = env.get("RABBITMQ_URL", "")
+    specs = triggers(project, subscriber_urls(project, env, gateway))
+    if not url or url.startswith("memory://"):
+        from eventing.memory import broker
+
+        memory = broker(url or "memory://")
+        memory.start(specs)
+        return memory
+    from eventing.rabbitmq import RabbitBroker
+
+    rabbit = RabbitBroker(url, specs, broker=env.get("ECO2_BROKER", "eco2"))
+    rabbit.start()
+    return rabbit
+
+
+def dispatch_forever(project: FuncYaml, out: Callable[[str], None] = print) -> None:
+    """Run every Trigger's dispatcher until SIGTERM/SIGINT, then drain in-flight deliveries."""
+    broker = make_broker(project, os.environ)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for dispatcher in getattr(broker, "dispatchers", []):
+        out(f"dispatching {dispatcher.trigger.name} -> {dispatcher.trigger.subscriber}")
+    stop.wait()
+    out("draining in-flight deliveries")
+    broker.stop()
