@@ -100,9 +100,12 @@ def validate_value(value: object, schema: Schema, path: str = "") -> list[str]:
     if schema.get("x-kubernetes-int-or-string"):
         if not isinstance(value, (int, str)) or isinstance(value, bool):
             return [f"{where}: expected an integer or a string, got {_type_name(value)}"]
-    elif "anyOf" in schema and "type" not in schema:
-        if all(validate_value(value, option, path) for option in schema["anyOf"]):
-            return [f"{where}: matches none of the allowed schemas"]
+    elif (
+        "anyOf" in schema
+        and "type" not in schema
+        and all(validate_value(value, option, path) for option in schema["anyOf"])
+    ):
+        return [f"{where}: matches none of the allowed schemas"]
     expected = schema.get("type")
     if isinstance(expected, str) and not _has_type(value, expected):
         return [f"{where}: expected {expected}, got {_type_name(value)}"]

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from eco2.funcyaml import TEMPLATE_RE, FunctionSpec, FuncYaml, Subscription
 
-from eco2.funcyaml import TEMPLATE_RE, FuncYaml, FunctionSpec, Subscription
 from eventing.catalogue import CATALOGUE
 
 PART_OF = "eco2"
@@ -97,7 +97,9 @@ def _labels(function: str | None, extra: Mapping[str, str] | None = None) -> dic
     return labels
 
 
-def _meta(name: str, namespace: str, labels: dict[str, str], annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+def _meta(
+    name: str, namespace: str, labels: dict[str, str], annotations: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
     if annotations:
         meta["annotations"] = {k: annotations[k] for k in sorted(annotations)}
@@ -207,7 +209,7 @@ def service(
         "name": "function",
         "image": spec.image,
         "command": ["python", "-m", "eco2.server", spec.main_path],
-        "ports": [{"name": "http1", "containerPort": CONTAINER_PORT}],
+        "ports": [{"name": "http1", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "env": _env(spec, broker, cluster_domain, os.environ if environ is None else environ),
     }
     if resources:
@@ -375,8 +377,9 @@ def _schedule_objects(spec: FunctionSpec, broker: str) -> list[dict[str, Any]]:
         if event is None:
             problems.append(f"{where}.type: {schedule.type!r} is not in the event catalogue (eventing/catalogue.py)")
             continue
+        data_model: Any = event.data  # (catalogue's EventSpec.type field confuses mypy about `type[...]`)
         try:
-            event.data.model_validate(schedule.data)
+            data_model.model_validate(schedule.data)
         except ValueError as exc:
             problems.append(f"{where}.data: does not match the schema of {schedule.type}: {exc}")
             continue
@@ -519,9 +522,8 @@ def render(
     if only is None:
         config_name = f"{broker}-broker-config"
         home = project.project.namespace
-        objects.append(
-            broker_config(home, name=config_name, cluster=rabbitmq_cluster, cluster_namespace=rabbitmq_namespace or home)
-        )
+        cluster_ns = rabbitmq_namespace or home
+        objects.append(broker_config(home, name=config_name, cluster=rabbitmq_cluster, cluster_namespace=cluster_ns))
         # a Broker wherever a function publishes (K_SINK: the default broker in its namespace) or
         # a Trigger / PingSource names one (a Trigger's broker must be in the Trigger's namespace)
         brokers = {(spec.namespace, broker) for spec in specs}

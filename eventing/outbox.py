@@ -126,14 +126,14 @@ class Relay(threading.Thread):
         self.publisher = publisher
         self.interval = interval
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def kick(self) -> None:
         self._wake.set()
 
     def run(self) -> None:
         backoff = self.interval
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self._wake.wait(backoff)
             self._wake.clear()
             try:
@@ -145,7 +145,7 @@ class Relay(threading.Thread):
                 backoff = min(backoff * 2, 30.0)
 
     def stop(self, flush: bool = True) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._wake.set()
         self.join(5)
         if flush:

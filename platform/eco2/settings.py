@@ -136,6 +136,7 @@ class Settings:
     # auth function
     oauth_providers: tuple[OAuthProviderSettings, ...] = ()
     oauth_state_ttl: int = 600
+    oauth_http_timeout: int = 10  # seconds, per call to a provider's token/profile endpoint
     dev_login_enabled: bool = False
     # container contract
     port: int = 8080
@@ -209,6 +210,7 @@ class Settings:
             allowed_origins=reader.origins("ALLOWED_ORIGINS"),
             oauth_providers=providers,
             oauth_state_ttl=reader.integer("OAUTH_STATE_TTL", 600, minimum=30),
+            oauth_http_timeout=reader.integer("OAUTH_HTTP_TIMEOUT", 10, minimum=1),
             dev_login_enabled=reader.boolean("DEV_LOGIN_ENABLED", False),
             port=reader.integer("PORT", 8080, minimum=1),
             workers=reader.integer("WORKERS", 1, minimum=1),
