@@ -41,6 +41,11 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
         backends["database"] = f"embedded SQLite ({root / '.eco2' / 'dev.db'})"
     else:
         backends["database"] = mask_url(env["DATABASE_URL"])
+    if not env.get("RABBITMQ_URL") and not env.get("K_SINK"):
+        env["RABBITMQ_URL"] = MEMORY_URL
+        backends["broker"] = "embedded in-process broker (Knative Trigger semantics; nothing kept on exit)"
+    elif env.get("RABBITMQ_URL"):
+        backends["broker"] = f"local broker on RabbitMQ {mask_url(env['RABBITMQ_URL'])}"
     if not env.get("REDIS_URL"):
         env["REDIS_URL"] = MEMORY_URL
         backends["redis"] = "embedded in-process Redis (fakeredis; nothing kept on exit)"
@@ -68,9 +73,18 @@ class Gateway:
     routes: list[tuple[str, str, WSGIApplication]]
     runtimes: dict[str, Runtime]
     extra: dict[str, WSGIApplication] = field(default_factory=dict)
+    apps: dict[str, WSGIApplication] = field(default_factory=dict)
+    broker: Any = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path.startswith("/_functions/"):
+            # the local broker's deliveries: straight to one function, like a Trigger's subscriber ref
+            name, _, rest = path[len("/_functions/") :].partition("/")
+            app = self.apps.get(name)
+            if app is not None:
+                environ = {**environ, "PATH_INFO": "/" + rest}
+                return app(environ, start_response)
         for prefix, _name, app in self.routes:
             if path == prefix or path.startswith(prefix + "/"):
                 return app(environ, start_response)
@@ -105,6 +119,7 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
     upgrade(env["DATABASE_URL"])
     routes: list[tuple[str, str, WSGIApplication]] = []
     runtimes: dict[str, Runtime] = {}
+    apps: dict[str, WSGIApplication] = {}
     wanted = set(only) if only else None
     for spec in project.functions.values():
         if wanted is not None and spec.name not in wanted:
@@ -112,6 +127,7 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
         app, runtime = create_app(spec, root, container_env(spec, env))
         runtime.start()
         runtimes[spec.name] = runtime
+        apps[spec.name] = app
         for prefix in spec.ingress:
             routes.append((prefix, spec.name, app))
     routes.sort(key=lambda r: -len(r[0]))
@@ -120,7 +136,7 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
         from functions.auth.devprovider import make_dev_provider
 
         extra["/dev/oauth"] = make_dev_provider()
-    return Gateway(routes, runtimes, extra)
+    return Gateway(routes, runtimes, extra, apps)
 
 
 def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) -> None:
@@ -130,6 +146,9 @@ def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) ->
     os.environ.update(env)
     gateway = build(root, env)
     server = make_server(host, port, gateway, threaded=True)
+    from eventing.local import make_broker
+
+    gateway.broker = make_broker(funcyaml.load(root / "func.yaml"), env, gateway=env["ECO2_PUBLIC_URL"])
     out(f"eco2 dev: listening on http://{host}:{server.server_port}")
     for name, description in backends.items():
         out(f"  {name:<9} {description}")
@@ -147,5 +166,6 @@ def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) ->
         pass
     finally:
         server.server_close()
+        gateway.broker.stop()
         for runtime in gateway.runtimes.values():
             runtime.close()
