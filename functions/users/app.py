@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from eco2 import Context, Function
+from eco2 import Context, Event, Function
 from eco2.security import revoke_all
+from eventing.catalogue import CHARACTER_GRANTED, CharacterGranted
 
 from functions.users import service
 from functions.users.schemas import OwnedCharacter, Profile, ProfilePatch
@@ -37,3 +38,9 @@ def delete_me(ctx: Context) -> None:
     revoke_all(ctx.redis, ctx.user_id, ctx.settings.refresh_token_ttl)
     ctx.delete_cookie("s_access")
     ctx.delete_cookie("s_refresh")
+
+
+@fn.event(CHARACTER_GRANTED, data=CharacterGranted)
+def on_character_granted(ctx: Context, event: Event[CharacterGranted]) -> None:
+    """Keep "my characters" current when the character function grants one (idempotent)."""
+    service.record_grant(ctx.db, event.data.user_id, event.data.character_code, event.data.source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from eco2.errors import Unauthorized, Unprocessable
+from eco2.errors import BadRequest, Unauthorized, Unprocessable
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -108,6 +108,19 @@ def grant(session: Session, user_id: uuid.UUID, code: str, source: str) -> bool:
     except IntegrityError:  # a concurrent grant won the race: same outcome
         return False
     return True
+
+
+def record_grant(session: Session, user_id: str, code: str, source: str) -> bool:
+    """A granted character joins the user's collection once; a deleted user's grant is dropped."""
+    if catalog().by_code(code) is None:
+        raise BadRequest(f"{code} is not a character in the catalogue", "UNKNOWN_CHARACTER")
+    try:
+        key = uuid.UUID(user_id)
+    except ValueError:
+        raise BadRequest("user_id is not a UUID", "INVALID_USER_ID") from None
+    if session.get(User, key) is None:
+        return False
+    return grant(session, key, code, source=source)
 
 
 def delete_account(session: Session, user_id: str) -> uuid.UUID:

@@ -144,6 +144,19 @@ def test_sample_renders_every_kind(sample: FuncYaml) -> None:
     assert {o["kind"] for o in render(sample)} == CRD_KINDS | {"VirtualService"}
 
 
+def test_missing_crd_folder_fails_instead_of_skipping(tmp_path: Path) -> None:
+    if os.environ.get("ECO2_CRD_PROBE"):
+        pytest.skip("inner run")
+    env = {**os.environ, "ECO2_KNATIVE_CRDS": str(tmp_path / "absent"), "ECO2_CRD_PROBE": "1"}
+    test = f"{Path(__file__)}::test_crds_cover_every_rendered_kind"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        env=env, capture_output=True, text=True, cwd=ROOT,
+    )
+    assert done.returncode == 1, done.stdout
+    assert "1 error" in done.stdout and "Knative CRDs not found at" in done.stdout
+
+
 def _service(sample: FuncYaml) -> dict[str, Any]:
     return copy.deepcopy(named(render(sample), "Service", "scan-worker"))
 

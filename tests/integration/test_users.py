@@ -123,3 +123,23 @@ def test_token_for_a_vanished_user_is_not_a_500(users: FunctionClient) -> None:
     assert response.status_code == 401 and response.json["code"] == "USER_NOT_FOUND"
     garbage_sub = users.runtime.clients.tokens.issue("not-a-uuid", "access", "kakao").token
     assert users.get("/api/v1/users/me", headers=auth(garbage_sub)).status_code == 401
+
+
+def test_character_granted_event_is_recorded_once(users: FunctionClient, clean_db: str) -> None:
+    from eventing.catalogue import CHARACTER_GRANTED
+
+    user_id, token = make_user(users)
+    data = {"user_id": user_id, "character_code": "char-petty", "source": "scan"}
+    for _ in range(2):  # at-least-once delivery: the same event twice
+        response = users.cloudevent(CHARACTER_GRANTED, data, event_id="grant-1", source="/eco2/character")
+        assert response.status_code == 200
+    other = users.cloudevent(CHARACTER_GRANTED, data, event_id="grant-2", source="/eco2/character")
+    assert other.status_code == 200  # a different event for the same character: still one row
+    codes = [c["code"] for c in users.get("/api/v1/users/me/characters", headers=auth(token)).json]
+    assert codes == ["char-petty"]
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT count(*) FROM processed_events WHERE consumer = 'users'").fetchone() == (2,)
+    bad = users.cloudevent(CHARACTER_GRANTED, {**data, "character_code": "char-nope"}, event_id="grant-3")
+    assert bad.status_code == 400 and bad.json["code"] == "UNKNOWN_CHARACTER"
+    gone = users.cloudevent(CHARACTER_GRANTED, {**data, "user_id": str(uuid.uuid4())}, event_id="grant-4")
+    assert gone.status_code == 200
