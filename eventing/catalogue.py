@@ -7,6 +7,7 @@ eventing.catalogue` regenerates the table in eventing/README.md.
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +91,7 @@ class NewsCollectionScheduled(_Data):
 class EventSpec:
     type: str
     source: str
-    data: type[BaseModel]
+    data: builtins.type[BaseModel]
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     description: str
@@ -102,24 +103,66 @@ class EventSpec:
 CATALOGUE: dict[str, EventSpec] = {
     spec.type: spec
     for spec in (
-        EventSpec(SCAN_REQUESTED, "/eco2/scan", ScanRequested, ("scan",), ("scan-worker",),
-                  "A user submitted a photo for classification."),
-        EventSpec(SCAN_PROGRESSED, "/eco2/scan-worker", ScanProgressed, ("scan-worker",), (),
-                  "A scan job finished a stage (the SSE stream carries the same progress)."),
-        EventSpec(SCAN_COMPLETED, "/eco2/scan-worker", ScanCompleted, ("scan-worker",), ("character",),
-                  "A scan job produced its answer and reward decision."),
-        EventSpec(SCAN_FAILED, "/eco2/scan-worker", ScanFailed, ("scan-worker",), (),
-                  "A scan job ended without an answer."),
-        EventSpec(CHARACTER_GRANTED, "/eco2/character", CharacterGranted, ("character",), ("users",),
-                  "A user earned a character (idempotent per user and character)."),
-        EventSpec(USER_DELETED, "/eco2/users", UserDeleted, ("users",), (),
-                  "A user deleted their account."),
-        EventSpec(CHAT_REQUESTED, "/eco2/chat", ChatRequested, ("chat",), ("chat-worker",),
-                  "A user sent a chat message that needs an answer."),
-        EventSpec(CHAT_COMPLETED, "/eco2/chat-worker", ChatCompleted, ("chat-worker",), (),
-                  "The assistant's answer was streamed and stored."),
-        EventSpec(INFO_NEWS_DUE, "/eco2/schedules/news", NewsCollectionScheduled, ("schedule",), ("info",),
-                  "Time to collect recycling news (a PingSource tick)."),
+        EventSpec(
+            SCAN_REQUESTED,
+            "/eco2/scan",
+            ScanRequested,
+            ("scan",),
+            ("scan-worker",),
+            "A user submitted a photo for classification.",
+        ),
+        EventSpec(
+            SCAN_PROGRESSED,
+            "/eco2/scan-worker",
+            ScanProgressed,
+            ("scan-worker",),
+            (),
+            "A scan job finished a stage (the SSE stream carries the same progress).",
+        ),
+        EventSpec(
+            SCAN_COMPLETED,
+            "/eco2/scan-worker",
+            ScanCompleted,
+            ("scan-worker",),
+            ("character",),
+            "A scan job produced its answer and reward decision.",
+        ),
+        EventSpec(
+            SCAN_FAILED, "/eco2/scan-worker", ScanFailed, ("scan-worker",), (), "A scan job ended without an answer."
+        ),
+        EventSpec(
+            CHARACTER_GRANTED,
+            "/eco2/character",
+            CharacterGranted,
+            ("character",),
+            ("users",),
+            "A user earned a character (idempotent per user and character).",
+        ),
+        EventSpec(USER_DELETED, "/eco2/users", UserDeleted, ("users",), (), "A user deleted their account."),
+        EventSpec(
+            CHAT_REQUESTED,
+            "/eco2/chat",
+            ChatRequested,
+            ("chat",),
+            ("chat-worker",),
+            "A user sent a chat message that needs an answer.",
+        ),
+        EventSpec(
+            CHAT_COMPLETED,
+            "/eco2/chat-worker",
+            ChatCompleted,
+            ("chat-worker",),
+            (),
+            "The assistant's answer was streamed and stored.",
+        ),
+        EventSpec(
+            INFO_NEWS_DUE,
+            "/eco2/schedules/news",
+            NewsCollectionScheduled,
+            ("schedule",),
+            ("info",),
+            "Time to collect recycling news (a PingSource tick).",
+        ),
     )
 }
 

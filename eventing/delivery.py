@@ -48,7 +48,7 @@ class DeliverySpec:
         """Wait before retry number `attempt` (1-based), as Knative computes it."""
         if self.backoff_policy == "linear":
             return self.backoff_delay * attempt
-        return self.backoff_delay * (2 ** (attempt - 1))
+        return float(self.backoff_delay * (2 ** (attempt - 1)))
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,10 @@ class Deliverer:
                 )
             except requests.RequestException as exc:
                 code, body = None, str(exc).encode()[:1024]
-                log.warning("delivery failed", extra={"trigger": self.trigger.name, "attempt": attempts, "error": type(exc).__name__})
+                log.warning(
+                    "delivery failed",
+                    extra={"trigger": self.trigger.name, "attempt": attempts, "error": type(exc).__name__},
+                )
                 continue
             code, body = response.status_code, response.content[:1024]
             if 200 <= code < 300:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from eco2.funcyaml import FuncYaml
+from eventing.schedule import Scheduler
 from eventing.triggers import triggers
 
 
@@ -25,20 +26,36 @@ def subscriber_urls(project: FuncYaml, env: Mapping[str, str], gateway: str | No
     return url
 
 
-def make_broker(project: FuncYaml, env: Mapping[str, str], gateway: str | None = None) -> Any:
+class LocalBroker:
+    """The broker (RabbitMQ-backed, or in memory) plus the schedules that publish to it."""
+
+    def __init__(self, broker: Any, scheduler: Scheduler) -> None:
+        self.broker = broker
+        self.scheduler = scheduler
+        self.dispatchers = getattr(broker, "dispatchers", [])
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self.broker.stop()
+
+
+def make_broker(project: FuncYaml, env: Mapping[str, str], gateway: str | None = None) -> LocalBroker:
     url = env.get("RABBITMQ_URL", "")
     specs = triggers(project, subscriber_urls(project, env, gateway))
+    broker: Any
     if not url or url.startswith("memory://"):
-        from eventing.memory import broker
+        from eventing.memory import broker as memory_broker
 
-        memory = broker(url or "memory://")
-        memory.start(specs)
-        return memory
-    from eventing.rabbitmq import RabbitBroker
+        broker = memory_broker(url or "memory://")
+        broker.start(specs)
+    else:
+        from eventing.rabbitmq import RabbitBroker
 
-    rabbit = RabbitBroker(url, specs, broker=env.get("ECO2_BROKER", "eco2"))
-    rabbit.start()
-    return rabbit
+        broker = RabbitBroker(url, specs, broker=env.get("ECO2_BROKER", "eco2"))
+        broker.start()
+    scheduler = Scheduler(project, broker.publisher.publish)
+    scheduler.start()
+    return LocalBroker(broker, scheduler)
 
 
 def dispatch_forever(project: FuncYaml, out: Callable[[str], None] = print) -> None:
@@ -47,7 +64,7 @@ def dispatch_forever(project: FuncYaml, out: Callable[[str], None] = print) -> N
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    for dispatcher in getattr(broker, "dispatchers", []):
+    for dispatcher in broker.dispatchers:
         out(f"dispatching {dispatcher.trigger.name} -> {dispatcher.trigger.subscriber}")
     stop.wait()
     out("draining in-flight deliveries")

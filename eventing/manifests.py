@@ -22,7 +22,6 @@ Decisions (see the comments at each place):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,15 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from eco2.funcyaml import TEMPLATE_RE, FunctionSpec, FuncYaml, Subscription
 
+from eco2.funcyaml import TEMPLATE_RE, FunctionSpec, FuncYaml, Subscription
 from eventing.catalogue import CATALOGUE
+from eventing.triggers import dns_label, pingsource_name, schedule_filters, schedule_trigger_name, trigger_name
 
 PART_OF = "eco2"
 CONTAINER_PORT = 8080
 APP_ROOT = "/app"
-PING_TYPE = "dev.knative.sources.ping"  # knative/eventing pkg/apis/sources/v1beta2: PingSourceEventType
-PING_TYPE_EXTENSION = "eco2type"  # a CloudEvents extension name: lowercase letters and digits
+from eco2.ce import PING_TYPE_EXTENSION  # noqa: E402  (the runtime maps such ticks to handlers)
+
 LOCAL_GATEWAY = "knative-local-gateway.istio-system.svc.cluster.local"
 INGRESS_GATEWAY = "knative-serving/knative-ingress-gateway"
 
@@ -58,16 +58,6 @@ class ManifestError(ValueError):
 
 
 # -- names ------------------------------------------------------------------------------------------
-def dns_label(text: str, max_length: int = 63) -> str:
-    """A DNS-1123 label from `text`, deterministic; a hash suffix keeps long names distinct."""
-    base = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    base = re.sub(r"-{2,}", "-", base) or "x"
-    if len(base) <= max_length:
-        return base
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return f"{base[: max_length - 9].rstrip('-')}-{digest}"
-
-
 def short_type(event_type: str) -> str:
     """`eco2.scan.job.completed.v1` -> `scan-job-completed-v1`."""
     return dns_label(event_type.removeprefix("eco2."))
@@ -339,10 +329,9 @@ def _triggers(spec: FunctionSpec, dead_letter_sink: str | None) -> list[dict[str
                 "event catalogue (eventing/catalogue.py)"
             )
             continue
-        name = dns_label(f"{spec.name}-{short_type(event_type)}")
-        if name in used:  # two subscriptions to one type (other filters): tell them apart, stably
-            canonical = json.dumps(subscription.filters, sort_keys=True)
-            name = dns_label(f"{name[:54]}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}")
+        name = trigger_name(spec.name, subscription.filters)
+        if name in used:
+            problems.append(f"{_where(spec)}.deploy.subscriptions[{index}]: the same filters appear twice")
         used.add(name)
         out.append(
             trigger(
@@ -385,7 +374,7 @@ def _schedule_objects(spec: FunctionSpec, broker: str) -> list[dict[str, Any]]:
         except ValueError as exc:
             problems.append(f"{where}.data: does not match the schema of {schedule.type}: {exc}")
             continue
-        name = dns_label(f"{spec.name}-{schedule.name}")
+        name = pingsource_name(spec.name, schedule.name)
         out.append(
             {
                 "apiVersion": "sources.knative.dev/v1",
@@ -404,13 +393,9 @@ def _schedule_objects(spec: FunctionSpec, broker: str) -> list[dict[str, Any]]:
         out.append(
             trigger(
                 spec,
-                dns_label(f"{spec.name}-ping-{schedule.name}"),
+                schedule_trigger_name(spec.name, schedule.name),
                 broker=broker,
-                filters={
-                    "type": PING_TYPE,
-                    "source": f"/apis/v1/namespaces/{spec.namespace}/pingsources/{name}",
-                    PING_TYPE_EXTENSION: schedule.type,
-                },
+                filters=schedule_filters(spec.namespace, spec.name, schedule),
             )
         )
     if problems:

@@ -43,7 +43,9 @@ class MemoryBroker:
             self._queues[trigger.name] = q
             deliverer = Deliverer(trigger, self._stopping)
             for i in range(trigger.parallelism):
-                thread = threading.Thread(target=self._work, args=(deliverer, q), name=f"mem-{trigger.name}-{i}", daemon=True)
+                thread = threading.Thread(
+                    target=self._work, args=(deliverer, q), name=f"mem-{trigger.name}-{i}", daemon=True
+                )
                 thread.start()
                 self._threads.append(thread)
 

@@ -101,9 +101,7 @@ def relay_once(database: Database, publisher: Publisher, batch: int = 100) -> in
         try:
             for row in rows:
                 publisher.publish(_message(row))
-                session.execute(
-                    outbox.update().where(outbox.c.id == row.id).values(published_at=datetime.now(UTC))
-                )
+                session.execute(outbox.update().where(outbox.c.id == row.id).values(published_at=datetime.now(UTC)))
                 sent += 1
         finally:
             session.commit()  # keep what was published marked, even if a later one failed

@@ -69,8 +69,9 @@ def declare(channel: Any, names: Names, triggers: Iterable[TriggerSpec] = ()) ->
 
 def to_amqp(message: Message) -> tuple[pika.BasicProperties, bytes]:
     headers: dict[str, Any] = dict(message.attributes)
-    props = pika.BasicProperties(content_type=message.content_type, delivery_mode=2, headers=headers,
-                                 message_id=message.attributes.get("id"))
+    props = pika.BasicProperties(
+        content_type=message.content_type, delivery_mode=2, headers=headers, message_id=message.attributes.get("id")
+    )
     return props, message.data
 
 
@@ -147,8 +148,9 @@ class AmqpPublisher:
 class Dispatcher(threading.Thread):
     """Consumes one Trigger's queue and delivers to its subscriber."""
 
-    def __init__(self, url: str, names: Names, trigger: TriggerSpec, publisher: AmqpPublisher,
-                 drain_seconds: float = 30.0) -> None:
+    def __init__(
+        self, url: str, names: Names, trigger: TriggerSpec, publisher: AmqpPublisher, drain_seconds: float = 30.0
+    ) -> None:
         super().__init__(name=f"dispatcher-{trigger.name}", daemon=True)
         self.url = url
         self.names = names
@@ -171,8 +173,10 @@ class Dispatcher(threading.Thread):
                 backoff = 0.2
             except (AMQPError, OSError) as exc:
                 self.connected.clear()
-                log.warning("dispatcher lost RabbitMQ, reconnecting", extra={"trigger": self.trigger.name,
-                                                                           "error": type(exc).__name__})
+                log.warning(
+                    "dispatcher lost RabbitMQ, reconnecting",
+                    extra={"trigger": self.trigger.name, "error": type(exc).__name__},
+                )
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -216,8 +220,15 @@ class Dispatcher(threading.Thread):
             if outcome.dead_letter is not None:
                 self.publisher.publish_dead_letter(outcome.dead_letter, self.trigger.name)
                 self.dead_lettered += 1
-                log.error("event dead-lettered", extra={"trigger": self.trigger.name, "event_id": message.attributes.get("id"),
-                                                        "code": outcome.code, "attempts": outcome.attempts})
+                log.error(
+                    "event dead-lettered",
+                    extra={
+                        "trigger": self.trigger.name,
+                        "event_id": message.attributes.get("id"),
+                        "code": outcome.code,
+                        "attempts": outcome.attempts,
+                    },
+                )
             else:
                 self.delivered += 1
             settle = functools.partial(channel.basic_ack, tag)
@@ -280,7 +291,9 @@ class RabbitBroker:
             for trigger in self.triggers:
                 queue = self.names.queue(trigger.name)
                 out[queue] = channel.queue_declare(queue, passive=True).method.message_count
-            out[self.names.dead_letter] = channel.queue_declare(self.names.dead_letter, passive=True).method.message_count
+            out[self.names.dead_letter] = channel.queue_declare(
+                self.names.dead_letter, passive=True
+            ).method.message_count
             return out
         finally:
             connection.close()

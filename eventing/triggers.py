@@ -7,23 +7,47 @@ import json
 import re
 from collections.abc import Callable, Mapping
 
-from eco2.funcyaml import FuncYaml, Subscription
+from eco2.funcyaml import FuncYaml, Schedule, Subscription
 from eventing.delivery import DeliverySpec, TriggerSpec, parse_duration
 
 
+def dns_label(text: str, max_length: int = 63) -> str:
+    """A DNS-1123 label from `text`, deterministic; a hash suffix keeps long names distinct."""
+    base = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    base = re.sub(r"-{2,}", "-", base) or "x"
+    if len(base) <= max_length:
+        return base
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{base[: max_length - 9].rstrip('-')}-{digest}"
+
+
 def trigger_name(function: str, filters: Mapping[str, str]) -> str:
-    """`users` + {type: eco2.character.ownership.granted.v1} -> `users-character-ownership-granted-v1`
-    (DNS-1123, at most 63 characters). Filters beyond `type` add a short hash, so two
-    subscriptions of one function to the same type get distinct names."""
-    short = filters["type"].removeprefix("eco2.")
-    name = re.sub(r"[^a-z0-9-]+", "-", f"{function}-{short}".lower()).strip("-")
+    """`users` + {type: eco2.character.ownership.granted.v1} -> `users-character-ownership-granted-v1`.
+    Filters beyond `type` add a short hash, so two subscriptions of one function to the same type
+    get distinct names. The same name is used by the local broker and the rendered Trigger."""
+    name = f"{function}-{filters['type'].removeprefix('eco2.')}"
     if len(filters) > 1:
         extra = json.dumps(dict(sorted(filters.items())), separators=(",", ":"))
         name = f"{name}-{hashlib.sha256(extra.encode()).hexdigest()[:6]}"
-    if len(name) <= 63:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[:54].rstrip('-')}-{digest}"
+    return dns_label(name)
+
+
+def schedule_trigger_name(function: str, schedule: str) -> str:
+    return dns_label(f"{function}-ping-{schedule}")
+
+
+def pingsource_name(function: str, schedule: str) -> str:
+    return dns_label(f"{function}-{schedule}")
+
+
+def schedule_filters(namespace: str, function: str, schedule: Schedule) -> dict[str, str]:
+    from eco2.ce import PING_TYPE, PING_TYPE_EXTENSION
+
+    return {
+        "type": PING_TYPE,
+        "source": f"/apis/v1/namespaces/{namespace}/pingsources/{pingsource_name(function, schedule.name)}",
+        PING_TYPE_EXTENSION: schedule.type,
+    }
 
 
 def delivery_spec(subscription: Subscription) -> DeliverySpec:
@@ -50,6 +74,14 @@ def triggers(project: FuncYaml, subscriber_url: Callable[[str], str]) -> list[Tr
                     filters=dict(subscription.filters),
                     delivery=delivery_spec(subscription),
                     parallelism=subscription.parallelism or 1,
+                )
+            )
+        for schedule in spec.schedules:
+            out.append(
+                TriggerSpec(
+                    name=schedule_trigger_name(spec.name, schedule.name),
+                    subscriber=subscriber_url(spec.name),
+                    filters=schedule_filters(spec.namespace, spec.name, schedule),
                 )
             )
     return out

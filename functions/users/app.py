@@ -5,7 +5,6 @@ from __future__ import annotations
 from eco2 import Context, Event, Function
 from eco2.security import revoke_all
 from eventing.catalogue import CHARACTER_GRANTED, CharacterGranted
-
 from functions.users import service
 from functions.users.schemas import OwnedCharacter, Profile, ProfilePatch
 

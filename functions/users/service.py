@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 
-from eco2.errors import BadRequest, Unauthorized, Unprocessable
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from eco2.errors import BadRequest, Unauthorized, Unprocessable
 from functions.common.characters import catalog
 from functions.common.models import User, UserCharacter
 from functions.users.schemas import OwnedCharacter, Profile, ProfilePatch

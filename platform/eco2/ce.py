@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("eco2.events")
 REQUIRED = ("id", "source", "type", "specversion")
 _CORE = {"id", "source", "type", "specversion", "datacontenttype", "dataschema", "subject", "time", "data"}
+PING_TYPE = "dev.knative.sources.ping"
+PING_TYPE_EXTENSION = "eco2type"
 DEDUPE_TTL = 7 * 24 * 3600
 CLAIM_TTL = 300
 
@@ -73,6 +75,9 @@ def parse(request: Request) -> dict[str, Any]:
 def dispatch(runtime: Runtime, request: Request, request_id: str) -> Response:
     attrs = parse(request)
     event_type = str(attrs["type"])
+    if event_type == PING_TYPE and attrs.get(PING_TYPE_EXTENSION):
+        # a Knative PingSource tick: its type is fixed, the catalogue type rides in an extension
+        event_type = str(attrs[PING_TYPE_EXTENSION])
     metrics = runtime.metrics.events
     name = runtime.function.name
     handler = runtime.function.events.get(event_type)

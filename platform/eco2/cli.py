@@ -151,8 +151,11 @@ def cmd_events(args: argparse.Namespace) -> int:
         dispatch_forever(project)
         return 0
     if not url or url.startswith("memory://"):
-        print("eco2 events: set RABBITMQ_URL to the local broker's RabbitMQ (the embedded broker of `eco2 dev` "
-              "lives inside that process)", file=sys.stderr)
+        print(
+            "eco2 events: set RABBITMQ_URL to the local broker's RabbitMQ (the embedded broker of `eco2 dev` "
+            "lives inside that process)",
+            file=sys.stderr,
+        )
         return 2
     broker = RabbitBroker(url, triggers(project, lambda name: name), broker=os.environ.get("ECO2_BROKER", "eco2"))
     if args.action == "replay":
@@ -169,8 +172,54 @@ def cmd_events(args: argparse.Namespace) -> int:
         print("\nDEAD LETTERS (trigger, type, id, error code, destination)")
         for trigger, message in letters:
             a = message.attributes
-            print(f"  {trigger}  {a.get('type')}  {a.get('id')}  {a.get('knativeerrorcode', '-')}  {a.get('knativeerrordest', '-')}")
+            code, dest = a.get("knativeerrorcode", "-"), a.get("knativeerrordest", "-")
+            print(f"  {trigger}  {a.get('type')}  {a.get('id')}  {code}  {dest}")
     return 0
+
+
+def cmd_manifests(args: argparse.Namespace) -> int:
+    from eventing import manifests
+
+    _, project = _project(args)
+    try:
+        objects = manifests.render(
+            project, only=args.only, public_host=args.public_host, dead_letter_sink=args.dead_letter_sink
+        )
+    except manifests.ManifestError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()) and not args.force:
+            print(f"eco2 manifests: {out} is not empty (stale files would stay); use --force", file=sys.stderr)
+            return 2
+        if args.force and out.exists():
+            for old in out.glob("*.yaml"):
+                old.unlink()
+        paths = manifests.write(objects, out)
+        print(f"wrote {len(paths)} files to {out}")
+    else:
+        print(manifests.to_yaml(objects), end="")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from eco2.build import build_context
+
+    root, project = _project(args)
+    spec = project.get(args.function)
+    context = build_context(root, spec, Path(args.out) if args.out else None)
+    print(f"build context for {spec.name}: {context}")
+    print(f"  docker build -t {spec.image} {context}   (or: kaniko / buildah with the same Dockerfile)")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from eco2.deploy import deploy
+
+    _, project = _project(args)
+    return deploy(project, args.function, wait=not args.no_wait, timeout=args.timeout, public_host=args.public_host)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -211,6 +260,26 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--trigger", help="replay only this Trigger's dead letters")
     ev.add_argument("--limit", type=int, default=1000)
     ev.set_defaults(func=cmd_events)
+
+    man = sub.add_parser("manifests", help="render Knative Services, Broker, Triggers, PingSources, routes")
+    man.add_argument("--out", "-o", help="write one file per object (and kustomization.yaml) here")
+    man.add_argument("--force", action="store_true", help="replace the YAML files already in --out")
+    man.add_argument("--only", help="one function's objects")
+    man.add_argument("--public-host", default="api.eco2.example")
+    man.add_argument("--dead-letter-sink", help="a Knative Service receiving dead letters")
+    man.set_defaults(func=cmd_manifests)
+
+    bld = sub.add_parser("build", help="a build context (Dockerfile + sources) for one function")
+    bld.add_argument("function")
+    bld.add_argument("--out", help="default: build/<function>")
+    bld.set_defaults(func=cmd_build)
+
+    dep = sub.add_parser("deploy", help="apply one function's Service and Triggers (server-side apply)")
+    dep.add_argument("function")
+    dep.add_argument("--no-wait", action="store_true")
+    dep.add_argument("--timeout", type=float, default=300)
+    dep.add_argument("--public-host", default="api.eco2.example")
+    dep.set_defaults(func=cmd_deploy)
 
     mig = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
     mig.add_argument("--database-url")

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from eco2.funcyaml import FunctionSpec
-
     from eco2.runtime import Runtime
 
 _env_lock = threading.Lock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -130,10 +131,8 @@ class TokenCodec:
             payload = self._decode(token)
             self._verified[token] = payload
             if len(self._verified) > _CACHE_SIZE:
-                try:
+                with contextlib.suppress(StopIteration, RuntimeError):  # another thread changed it meanwhile
                     self._verified.pop(next(iter(self._verified)), None)
-                except (StopIteration, RuntimeError):  # another thread changed it meanwhile
-                    pass
         return self._check_claims(payload, expected_type, now)
 
     def _decode(self, token: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import load  # noqa: E402
+import load
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -66,8 +66,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def baseline_cmd(port: int) -> list[str]:
-    return ["functions-framework", "--source", str(HERE / "_baseline" / "main.py"), "--target", "hello",
-            "--port", str(port), "--host", "127.0.0.1"]
+    return [
+        "functions-framework",
+        "--source",
+        str(HERE / "_baseline" / "main.py"),
+        "--target",
+        "hello",
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+    ]
 
 
 def eco2_cmd(fn: str, port: int, root: Path = ROOT) -> list[str]:
@@ -107,7 +116,7 @@ def measure(port: int, path: str, concurrency: int, total: int, headers: dict[st
 def cold_starts(env: dict[str, str], runs: int) -> None:
     from eco2 import funcyaml
 
-    print("\n1) cold start: process start -> first 200 on /health/readiness (median of %d)" % runs)
+    print(f"\n1) cold start: process start -> first 200 on /health/readiness (median of {runs})")
     base = []
     for _ in range(runs):
         port = free_port()
@@ -145,8 +154,9 @@ def throughput(total: int) -> None:
     print("   " + base.line("baseline hello"))
     env = {"ECO2_ENV": "test", "REDIS_URL": "memory://", "JWT_SECRET": SECRET, "LOG_LEVEL": "INFO"}
     port = free_port()
-    proc, _ = start(eco2_cmd("ping", port, HERE / "_bench"), {**env, "ECO2_ROOT": str(HERE / "_bench")}, port,
-                    "/health/readiness")
+    proc, _ = start(
+        eco2_cmd("ping", port, HERE / "_bench"), {**env, "ECO2_ROOT": str(HERE / "_bench")}, port, "/health/readiness"
+    )
     headers = {"Authorization": f"Bearer {token}"}
     load.run(port, "/api/v1/bench/ping", concurrency=10, total=500, headers=headers)
     ours = measure(port, "/api/v1/bench/ping", 10, total, headers)
@@ -172,8 +182,9 @@ def users_me(env: dict[str, str], total: int) -> None:
     db.close()
     token = TokenCodec(Settings.from_env({"JWT_SECRET": SECRET})).issue(user_id, "access", "kakao").token
     port = free_port()
-    proc, _ = start(eco2_cmd("users", port), {**env, "DATABASE_POOL_SIZE": "10", "THREADS": "16"}, port,
-                    "/health/readiness")
+    proc, _ = start(
+        eco2_cmd("users", port), {**env, "DATABASE_POOL_SIZE": "10", "THREADS": "16"}, port, "/health/readiness"
+    )
     headers = {"Authorization": f"Bearer {token}"}
     load.run(port, "/api/v1/users/me", concurrency=50, total=1000, headers=headers)
     result = measure(port, "/api/v1/users/me", 50, total, headers)

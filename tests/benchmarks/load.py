@@ -33,8 +33,16 @@ class Result:
         )
 
 
-def run(port: int, path: str, *, concurrency: int, total: int, max_seconds: float = 60.0,
-        headers: dict[str, str] | None = None, expect: int = 200) -> Result:
+def run(
+    port: int,
+    path: str,
+    *,
+    concurrency: int,
+    total: int,
+    max_seconds: float = 60.0,
+    headers: dict[str, str] | None = None,
+    expect: int = 200,
+) -> Result:
     per_thread = max(1, total // concurrency)
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
@@ -78,7 +86,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def wrk(port: int, path: str, *, concurrency: int, seconds: int, headers: dict[str, str] | None = None) -> Result | None:
+def wrk(
+    port: int, path: str, *, concurrency: int, seconds: int, headers: dict[str, str] | None = None
+) -> Result | None:
     """The same measurement with wrk (C, so the load generator takes little CPU); None when absent."""
     import re
     import shutil

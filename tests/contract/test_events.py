@@ -28,7 +28,9 @@ def test_subscriptions_handlers_and_catalogue_agree() -> None:
         subscribed = {s.filters["type"] for s in spec.deploy.subscriptions}
         for event_type in subscribed | set(function.events):
             assert event_type in CATALOGUE, f"{spec.name}: {event_type} is not in the catalogue"
-        assert subscribed == set(function.events), f"{spec.name}: subscriptions {subscribed} vs handlers {set(function.events)}"
+        assert subscribed == set(function.events), (
+            f"{spec.name}: subscriptions {subscribed} vs handlers {set(function.events)}"
+        )
         for event_type in subscribed:
             assert spec.name in CATALOGUE[event_type].consumers, f"{spec.name} is not a listed consumer of {event_type}"
 

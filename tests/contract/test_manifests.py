@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eco2 import funcyaml
-from eco2.funcyaml import FuncYaml
 
+from eco2 import funcyaml
+from eco2.ce import PING_TYPE, PING_TYPE_EXTENSION
+from eco2.funcyaml import FuncYaml
 from eventing import manifests
 from eventing.catalogue import CATALOGUE, INFO_NEWS_DUE, SCAN_COMPLETED, SCAN_REQUESTED
 from eventing.crdschema import CRDSchemas, SchemaError
@@ -151,7 +152,10 @@ def test_missing_crd_folder_fails_instead_of_skipping(tmp_path: Path) -> None:
     test = f"{Path(__file__)}::test_crds_cover_every_rendered_kind"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-        env=env, capture_output=True, text=True, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert done.returncode == 1, done.stdout
     assert "1 error" in done.stdout and "Knative CRDs not found at" in done.stdout
@@ -358,13 +362,13 @@ def test_contract(which: str, request: pytest.FixtureRequest) -> None:
     for trigger in triggers:
         attributes = trigger["spec"]["filter"]["attributes"]
         event_type = attributes["type"]
-        if event_type == manifests.PING_TYPE:
-            assert attributes[manifests.PING_TYPE_EXTENSION] in CATALOGUE
+        if event_type == PING_TYPE:
+            assert attributes[PING_TYPE_EXTENSION] in CATALOGUE
         else:
             assert event_type in CATALOGUE
     for spec in project.functions.values():
         own = [t for t in triggers if t["spec"]["subscriber"]["ref"]["name"] == spec.name]
-        subscribed = [t for t in own if t["spec"]["filter"]["attributes"]["type"] != manifests.PING_TYPE]
+        subscribed = [t for t in own if t["spec"]["filter"]["attributes"]["type"] != PING_TYPE]
         assert len(subscribed) == len(spec.deploy.subscriptions)
         for subscription in spec.deploy.subscriptions:
             matching = [t for t in subscribed if t["spec"]["filter"]["attributes"] == subscription.filters]
@@ -473,8 +477,14 @@ def test_trigger_details(sample: FuncYaml) -> None:
 
 def test_dead_letter_sink_when_configured(sample: FuncYaml, crds: CRDSchemas) -> None:
     objects = render(sample, dead_letter_sink="eco2-dead-letter")
-    ref = {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "eco2-dead-letter",
-                   "namespace": "eco2"}}
+    ref = {
+        "ref": {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "name": "eco2-dead-letter",
+            "namespace": "eco2",
+        }
+    }
     assert named(objects, "Trigger", "scan-worker-scan-job-requested-v1")["spec"]["delivery"]["deadLetterSink"] == ref
     assert named(objects, "Broker", "eco2")["spec"]["delivery"]["deadLetterSink"] == ref
     assert "deadLetterSink" not in named(objects, "Trigger", "character-scan-job-completed-v1")["spec"]["delivery"]
@@ -493,8 +503,10 @@ def test_broker_and_config(sample: FuncYaml) -> None:
     }
     assert broker["spec"]["delivery"] == {"retry": 3, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S"}
     [config] = by_kind(objects, "RabbitmqBrokerConfig")
-    assert config["spec"] == {"rabbitmqClusterReference": {"name": "eco2-rabbitmq", "namespace": "eco2"},
-                              "queueType": "quorum"}
+    assert config["spec"] == {
+        "rabbitmqClusterReference": {"name": "eco2-rabbitmq", "namespace": "eco2"},
+        "queueType": "quorum",
+    }
 
 
 def test_schedule_goes_through_the_broker_to_the_function(sample: FuncYaml) -> None:

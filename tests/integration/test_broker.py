@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -60,8 +61,14 @@ def r(redis_url: str) -> redis_lib.Redis:
 
 @pytest.fixture
 def demo(redis_url: str, broker_name: str) -> Iterator[dict[str, Served]]:
-    env = {"ECO2_ENV": "test", "REDIS_URL": redis_url, "JWT_SECRET": "x" * 40, "LOG_LEVEL": "WARNING",
-           "RABBITMQ_URL": RABBIT, "ECO2_BROKER": broker_name}
+    env = {
+        "ECO2_ENV": "test",
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": "x" * 40,
+        "LOG_LEVEL": "WARNING",
+        "RABBITMQ_URL": RABBIT,
+        "ECO2_BROKER": broker_name,
+    }
     served = {name: serve_function(name, env, DEMO) for name in ("echo", "sender", "tally", "flaky")}
     yield served
     for s in served.values():
@@ -82,15 +89,17 @@ def publish(broker: RabbitBroker, event_type: str, data: object, event_id: str |
     return message.attributes["id"]
 
 
-def test_chain_publish_handler_reply_third_function(demo: dict[str, Served], broker_name: str, r: redis_lib.Redis) -> None:
+def test_chain_publish_handler_reply_third_function(
+    demo: dict[str, Served], broker_name: str, r: redis_lib.Redis
+) -> None:
     """sender publishes -> broker -> echo handles and replies -> broker -> tally (and echo) get the reply."""
     broker = start_broker(demo, broker_name)
     try:
         response = requests.post(demo["sender"].url + "api/v1/sender", json={"thing_id": "chain-1"}, timeout=5)
         assert response.status_code == 202
         assert wait_for(lambda: r.hget("demo:tally", "chain-1") == "1")
-        assert r.get("demo:effects:chain-1") == "1"   # echo's handler ran once
-        assert r.get("demo:counted") == "1"           # echo's second trigger got the reply too
+        assert r.get("demo:effects:chain-1") == "1"  # echo's handler ran once
+        assert r.get("demo:counted") == "1"  # echo's second trigger got the reply too
         depths = broker.depths()
         never = broker.names.queue(trigger_name("tally", {"type": "demo.thing.counted.v1", "source": "/nowhere"}))
         assert depths[never] == 0  # only matching Triggers receive an event
@@ -114,7 +123,7 @@ def test_message_encoding_matches_eventing_rabbitmq(broker_name: str) -> None:
     publisher.publish(make_message("demo.enc.v1", {"k": "값"}, source="/tests", event_id="enc-1", subject="s1"))
     publisher.close()
     assert wait_for(lambda: channel.queue_declare(queue, passive=True).method.message_count == 1, 5)
-    method, props, body = channel.basic_get(queue, auto_ack=True)
+    _, props, body = channel.basic_get(queue, auto_ack=True)
     connection.close()
     assert props.headers["specversion"] == "1.0" and props.headers["id"] == "enc-1"
     assert props.headers["type"] == "demo.enc.v1" and props.headers["source"] == "/tests"
@@ -132,7 +141,7 @@ def test_fails_twice_then_succeeds_with_backoff(demo: dict[str, Served], broker_
         assert wait_for(lambda: r.get(f"demo:effect:{event_id}") == "1")
         attempts = [float(t) for t in r.lrange(f"demo:attempts:{event_id}", 0, -1)]
         assert len(attempts) == 3
-        gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(attempts)]
         assert gaps[0] >= 0.1 * 0.9 and gaps[1] >= 0.2 * 0.9  # linear backoff, PT0.1S
         time.sleep(0.3)
         assert r.get(f"demo:effect:{event_id}") == "1"
@@ -160,7 +169,9 @@ def test_always_failing_is_dead_lettered_and_replay_redrives(
         out = subprocess.run(
             [sys.executable, "-m", "eco2.cli", "--root", str(DEMO), "events", "replay"],
             env={**os.environ, "RABBITMQ_URL": RABBIT, "ECO2_BROKER": broker_name},
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, out.stderr
         assert "replayed 1" in out.stdout
@@ -170,7 +181,9 @@ def test_always_failing_is_dead_lettered_and_replay_redrives(
         broker.stop()
 
 
-def test_non_retryable_4xx_is_dead_lettered_after_one_try(demo: dict[str, Served], broker_name: str, r: redis_lib.Redis) -> None:
+def test_non_retryable_4xx_is_dead_lettered_after_one_try(
+    demo: dict[str, Served], broker_name: str, r: redis_lib.Redis
+) -> None:
     r.set("demo:flaky:mode", "bad-request")
     broker = start_broker(demo, broker_name)
     try:
@@ -183,7 +196,9 @@ def test_non_retryable_4xx_is_dead_lettered_after_one_try(demo: dict[str, Served
         broker.stop()
 
 
-def test_malformed_event_data_is_not_retried_forever(demo: dict[str, Served], broker_name: str, r: redis_lib.Redis) -> None:
+def test_malformed_event_data_is_not_retried_forever(
+    demo: dict[str, Served], broker_name: str, r: redis_lib.Redis
+) -> None:
     broker = start_broker(demo, broker_name)
     try:
         publish(broker, "demo.thing.happened.v1", {"no_thing_id": True}, "malformed-1")
@@ -231,11 +246,12 @@ def test_rabbitmq_restart_with_1000_in_flight(demo: dict[str, Served], broker_na
         broker.stop()
 
 
-def test_dispatcher_killed_mid_stream_and_restarted(demo: dict[str, Served], broker_name: str, r: redis_lib.Redis) -> None:
+def test_dispatcher_killed_mid_stream_and_restarted(
+    demo: dict[str, Served], broker_name: str, r: redis_lib.Redis
+) -> None:
     """The dispatchers run in their own process (`eco2 events dispatch`); SIGKILL it, start another."""
     urls = {name: s.url for name, s in demo.items()}
-    env = {**os.environ, "RABBITMQ_URL": RABBIT, "ECO2_BROKER": broker_name,
-           "ECO2_SUBSCRIBERS": json.dumps(urls)}
+    env = {**os.environ, "RABBITMQ_URL": RABBIT, "ECO2_BROKER": broker_name, "ECO2_SUBSCRIBERS": json.dumps(urls)}
     cmd = [sys.executable, "-m", "eco2.cli", "--root", str(DEMO), "events", "dispatch"]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     publisher = AmqpPublisher(RABBIT, broker_name)
@@ -278,15 +294,22 @@ def test_parallelism_one_is_fifo(redis_url: str, broker_name: str, r: redis_lib.
         time.sleep(0.002)
         return Response(status=200)
 
-    server, thread = serve_wsgi(subscriber)
-    trigger = TriggerSpec("fifo", f"http://127.0.0.1:{server.server_port}/", {"type": "demo.fifo.v1"},
-                          DeliverySpec(retry=0), parallelism=1)
+    server, _ = serve_wsgi(subscriber)
+    trigger = TriggerSpec(
+        "fifo",
+        f"http://127.0.0.1:{server.server_port}/",
+        {"type": "demo.fifo.v1"},
+        DeliverySpec(retry=0),
+        parallelism=1,
+    )
     broker = RabbitBroker(RABBIT, [trigger], broker=broker_name)
     broker.start()
     try:
         ids = [f"{i:03d}" for i in range(100)]
         for event_id in ids:
-            broker.publisher.publish(Message({"specversion": "1.0", "id": event_id, "source": "/t", "type": "demo.fifo.v1"}, b"{}"))
+            broker.publisher.publish(
+                Message({"specversion": "1.0", "id": event_id, "source": "/t", "type": "demo.fifo.v1"}, b"{}")
+            )
         assert wait_for(lambda: len(seen) == 100)
         assert seen == ids
     finally:

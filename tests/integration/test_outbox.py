@@ -38,7 +38,9 @@ def tap() -> Iterator[tuple[str, pika.adapters.blocking_connection.BlockingChann
     connection.close()
 
 
-def drain(channel: pika.adapters.blocking_connection.BlockingChannel, expect: int, timeout: float = 10) -> list[dict[str, str]]:
+def drain(
+    channel: pika.adapters.blocking_connection.BlockingChannel, expect: int, timeout: float = 10
+) -> list[dict[str, str]]:
     got: list[dict[str, str]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(got) < expect:

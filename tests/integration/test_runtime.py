@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+
 from eco2.testing import FunctionClient
 from eco2.tokens import TokenCodec
 

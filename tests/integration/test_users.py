@@ -8,8 +8,8 @@ from datetime import datetime
 
 import psycopg
 import pytest
-from eco2.testing import FunctionClient
 
+from eco2.testing import FunctionClient
 from functions.common.models import User
 
 

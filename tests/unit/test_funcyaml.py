@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from eco2.funcyaml import FuncYamlError, load, parse
 
 BASE = """

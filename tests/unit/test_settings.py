@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from eco2.settings import Secret, Settings, SettingsError, mask_url
 
 GOOD = {"JWT_SECRET": "x" * 40, "DATABASE_URL": "postgresql://u:pw@db/eco2", "REDIS_URL": "redis://r:6379/0"}

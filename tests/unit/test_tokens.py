@@ -6,6 +6,7 @@ import time
 
 import jwt as pyjwt
 import pytest
+
 from eco2.settings import Settings
 from eco2.tokens import ExpiredToken, InvalidToken, TokenCodec
 

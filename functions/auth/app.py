@@ -1,0 +1,122 @@
+"""auth function: thin handlers (decode → service → encode). API.md "auth"."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Response
+
+from eco2 import Context, Function
+from eco2.security import ACCESS_COOKIE, REFRESH_COOKIE, bearer
+from functions.auth import service
+from functions.auth.schemas import (
+    AuthorizeQuery,
+    AuthorizeResponse,
+    CallbackQuery,
+    LogoutResponse,
+    Message,
+    RefreshResponse,
+    Session,
+)
+
+if TYPE_CHECKING:
+    from flask import Request
+
+fn = Function(
+    "auth",
+    uses=("db", "redis", "jwt"),
+    description="Social sign-in (Kakao, Google, Naver), token refresh and logout.",
+)
+REFRESH_HEADER = "X-Refresh-Token"
+
+
+def _request(ctx: Context) -> Request:
+    assert ctx.request is not None  # HTTP routes always carry their request
+    return ctx.request
+
+
+def _set_session_cookies(ctx: Context, tokens: service.TokenPair) -> None:
+    codec = ctx.clients.tokens
+    ctx.set_cookie(ACCESS_COOKIE, tokens.access.token, codec.ttl("access"))
+    ctx.set_cookie(REFRESH_COOKIE, tokens.refresh.token, codec.ttl("refresh"))
+
+
+@fn.get("/api/v1/auth/{provider}", query=AuthorizeQuery, response=AuthorizeResponse)
+def authorize(ctx: Context, provider: str, query: AuthorizeQuery) -> AuthorizeResponse:
+    """Start a sign-in: a single-use state and the provider's authorization URL."""
+    origin = _request(ctx).headers.get("X-Frontend-Origin")
+    data = service.start_authorization(ctx.redis, ctx.settings, provider, query.redirect_uri, origin)
+    ctx.headers["Cache-Control"] = "no-store"
+    return AuthorizeResponse(data=data)
+
+
+@fn.get("/api/v1/auth/{provider}/callback", query=CallbackQuery)
+def callback(ctx: Context, provider: str, query: CallbackQuery) -> Response:
+    """The provider sends the browser here: sign in, set the cookies, redirect to the app."""
+    outcome = service.complete_sign_in(
+        ctx.db,
+        ctx.redis,
+        ctx.clients.tokens,
+        ctx.settings,
+        provider,
+        code=query.code,
+        state=query.state,
+        error=query.error,
+    )
+    if outcome.tokens is not None:
+        _set_session_cookies(ctx, outcome.tokens)
+    response = redirect(outcome.location, 302)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@fn.post("/api/v1/auth/refresh", response=RefreshResponse)
+def refresh(ctx: Context) -> RefreshResponse:
+    """Rotate the refresh token: a new pair of cookies; the old refresh token is revoked."""
+    request = _request(ctx)
+    from_header = bearer(request.headers.get(REFRESH_HEADER))
+    token = request.cookies.get(REFRESH_COOKIE) or from_header
+    tokens = service.refresh_session(ctx.db, ctx.redis, ctx.clients.tokens, token)
+    _set_session_cookies(ctx, tokens)
+    ctx.headers["Cache-Control"] = "no-store"
+    non_browser = from_header is not None and token == from_header
+    return RefreshResponse(
+        data=Session(
+            user_id=tokens.access.claims.sub,
+            provider=tokens.access.claims.provider,
+            access_expires_at=_at(tokens.access.claims.exp),
+            refresh_expires_at=_at(tokens.refresh.claims.exp),
+            access_token=tokens.access.token if non_browser else None,
+            refresh_token=tokens.refresh.token if non_browser else None,
+        )
+    )
+
+
+@fn.post("/api/v1/auth/logout", response=LogoutResponse)
+def logout(ctx: Context) -> LogoutResponse:
+    """Revoke the session's tokens and clear the cookies; never 401."""
+    request = _request(ctx)
+    service.logout(
+        ctx.redis,
+        ctx.clients.tokens,
+        {
+            "access": [
+                request.cookies.get(ACCESS_COOKIE, ""),
+                bearer(request.headers.get("Authorization")) or "",
+            ],
+            "refresh": [
+                request.cookies.get(REFRESH_COOKIE, ""),
+                bearer(request.headers.get(REFRESH_HEADER)) or "",
+            ],
+        },
+    )
+    ctx.delete_cookie(ACCESS_COOKIE)
+    ctx.delete_cookie(REFRESH_COOKIE)
+    ctx.headers["Cache-Control"] = "no-store"
+    return LogoutResponse(data=Message(message="Signed out."))
+
+
+def _at(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

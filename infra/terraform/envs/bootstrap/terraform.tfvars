@@ -1,0 +1,1 @@
+zone_name = "eco2.example"

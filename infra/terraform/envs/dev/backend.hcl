@@ -1,0 +1,6 @@
+# terraform init -backend-config=backend.hcl  (values from envs/bootstrap outputs)
+bucket         = "eco2-terraform-state-REPLACE-ACCOUNT-ID"
+key            = "envs/dev/terraform.tfstate"
+region         = "ap-northeast-2"
+dynamodb_table = "eco2-terraform-locks"
+encrypt        = true

@@ -1,0 +1,196 @@
+# Instance profiles. A self-managed kubeadm cluster has no IRSA out of the box, so pods get AWS
+# credentials from the node's instance profile through IMDSv2 (hop limit 2, set on the instances).
+# Each node role therefore gets only what the pods scheduled there need:
+#
+#   profile        nodes                              policies
+#   control-plane  control plane                      (none beyond SSM)
+#   addons         2 workers                          AWS Load Balancer Controller, EBS CSI controller, images S3
+#   functions      7 API nodes                        images S3 (the functions' presigned uploads)
+#   data           rabbitmq, postgresql, redis, mon.  (none beyond SSM; volumes are attached by the CSI controller)
+#
+# The AWS Load Balancer Controller and the EBS CSI controller are pinned to the worker nodes
+# (nodeSelector eco2.io/role=worker in infra/ansible), which is why only those carry their policies.
+
+locals {
+  profiles = {
+    control-plane = []
+    addons        = ["aws_load_balancer_controller", "ebs_csi", "images_s3"]
+    functions     = ["images_s3"]
+    data          = []
+  }
+  attachments = merge([
+    for profile, policies in local.profiles : {
+      for policy in policies : "${profile}/${policy}" => { profile = profile, policy = policy }
+    }
+  ]...)
+  policy_arns = {
+    aws_load_balancer_controller = aws_iam_policy.aws_load_balancer_controller.arn
+    ebs_csi                      = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+    images_s3                    = aws_iam_policy.images_s3.arn
+  }
+}
+
+data "aws_iam_policy_document" "ec2_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "node" {
+  for_each           = local.profiles
+  name               = "${var.name}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
+  tags               = merge(var.tags, { "eco2.io/profile" = each.key })
+}
+
+resource "aws_iam_instance_profile" "node" {
+  for_each = local.profiles
+  name     = "${var.name}-${each.key}"
+  role     = aws_iam_role.node[each.key].name
+  tags     = var.tags
+}
+
+# Session Manager as the break-glass path when SSH is closed.
+resource "aws_iam_role_policy_attachment" "ssm" {
+  for_each   = local.profiles
+  role       = aws_iam_role.node[each.key].name
+  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_role_policy_attachment" "extra" {
+  for_each   = local.attachments
+  role       = aws_iam_role.node[each.value.profile].name
+  policy_arn = local.policy_arns[each.value.policy]
+}
+
+# -- the functions: the images bucket only -----------------------------------------------------------
+data "aws_iam_policy_document" "images_s3" {
+  statement {
+    sid       = "ObjectsInTheImagesBucket"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    resources = ["${var.images_bucket_arn}/*"]
+  }
+  statement {
+    sid       = "ListTheImagesBucket"
+    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    resources = [var.images_bucket_arn]
+  }
+}
+
+resource "aws_iam_policy" "images_s3" {
+  name        = "${var.name}-images-s3"
+  description = "Eco2 functions: read/write objects of the images bucket, nothing else"
+  policy      = data.aws_iam_policy_document.images_s3.json
+  tags        = var.tags
+}
+
+# -- AWS Load Balancer Controller ----------------------------------------------------------------------
+# The controller's documented policy (kubernetes-sigs/aws-load-balancer-controller docs/install/
+# iam_policy.json), reduced to what an ALB Ingress with instance targets and ACM needs. Resource "*"
+# is inherent to it: load balancers and target groups do not exist when the policy is written;
+# writes are scoped by the elbv2.k8s.aws/cluster tag the controller sets.
+data "aws_iam_policy_document" "aws_load_balancer_controller" {
+  #checkov:skip=CKV_AWS_111:Write actions on not-yet-existing ALBs/target groups cannot be resource-scoped; they are conditioned on the controller's cluster tag instead.
+  #checkov:skip=CKV_AWS_356:Describe*/Get* on "*" is how the upstream controller policy is defined; those actions take no resource ARNs.
+  statement {
+    sid = "Describe"
+    actions = [
+      "ec2:DescribeAccountAttributes", "ec2:DescribeAddresses", "ec2:DescribeAvailabilityZones",
+      "ec2:DescribeInternetGateways", "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections",
+      "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeInstances",
+      "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags", "ec2:GetCoipPoolUsage", "ec2:DescribeCoipPools",
+      "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+      "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeListenerCertificates",
+      "elasticloadbalancing:DescribeListenerAttributes", "elasticloadbalancing:DescribeSSLPolicies",
+      "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetGroups",
+      "elasticloadbalancing:DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetHealth",
+      "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTrustStores",
+      "acm:ListCertificates", "acm:DescribeCertificate",
+      "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL",
+      "shield:GetSubscriptionState", "shield:DescribeProtection",
+    ]
+    resources = ["*"]
+  }
+  statement {
+    sid = "SecurityGroupsAndRules"
+    actions = [
+      "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:CreateSecurityGroup",
+    ]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "TagOnCreate"
+    actions   = ["ec2:CreateTags"]
+    resources = ["arn:aws:ec2:*:*:security-group/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["CreateSecurityGroup"]
+    }
+  }
+  statement {
+    sid       = "ManageOwnSecurityGroups"
+    actions   = ["ec2:CreateTags", "ec2:DeleteTags", "ec2:DeleteSecurityGroup"]
+    resources = ["arn:aws:ec2:*:*:security-group/*"]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/elbv2.k8s.aws/cluster"
+      values   = ["false"]
+    }
+  }
+  statement {
+    sid = "CreateLoadBalancers"
+    actions = [
+      "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup",
+    ]
+    resources = ["*"]
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/elbv2.k8s.aws/cluster"
+      values   = ["false"]
+    }
+  }
+  statement {
+    sid = "Listeners"
+    actions = [
+      "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener",
+      "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule",
+      "elasticloadbalancing:ModifyListener", "elasticloadbalancing:AddListenerCertificates",
+      "elasticloadbalancing:RemoveListenerCertificates", "elasticloadbalancing:ModifyRule",
+      "elasticloadbalancing:ModifyListenerAttributes",
+    ]
+    resources = ["*"]
+  }
+  statement {
+    sid = "ManageOwnLoadBalancers"
+    actions = [
+      "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
+      "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetIpAddressType",
+      "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
+      "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:ModifyTargetGroup",
+      "elasticloadbalancing:ModifyTargetGroupAttributes", "elasticloadbalancing:DeleteTargetGroup",
+    ]
+    resources = ["*"]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/elbv2.k8s.aws/cluster"
+      values   = ["false"]
+    }
+  }
+  statement {
+    sid       = "Targets"
+    actions   = ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]
+    resources = ["arn:aws:elasticloadbalancing:*:*:targetgroup/*/*"]
+  }
+}
+
+resource "aws_iam_policy" "aws_load_balancer_controller" {
+  name        = "${var.name}-aws-load-balancer-controller"
+  description = "AWS Load Balancer Controller on the Eco2 worker nodes"
+  policy      = data.aws_iam_policy_document.aws_load_balancer_controller.json
+  tags        = var.tags
+}
