@@ -57,3 +57,5 @@ def configure(function: str, level: str = "INFO") -> None:
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter(function))
     root.setLevel(level)
+    # pika logs every refused reconnect at ERROR; the dispatcher and publisher log the loss once themselves
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
