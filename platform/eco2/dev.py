@@ -36,9 +36,10 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
     backends: dict[str, str] = {}
     env.setdefault("ECO2_ENV", "development")
     if not env.get("DATABASE_URL"):
-        (root / ".eco2").mkdir(exist_ok=True)
-        env["DATABASE_URL"] = f"sqlite:///{root / '.eco2' / 'dev.db'}"
-        backends["database"] = f"embedded SQLite ({root / '.eco2' / 'dev.db'})"
+        data = Path(env.get("ECO2_DEV_DATA") or root / ".eco2")
+        data.mkdir(parents=True, exist_ok=True)
+        env["DATABASE_URL"] = f"sqlite:///{data / 'dev.db'}"
+        backends["database"] = f"embedded SQLite ({data / 'dev.db'})"
     else:
         backends["database"] = mask_url(env["DATABASE_URL"])
     if not env.get("RABBITMQ_URL") and not env.get("K_SINK"):
@@ -60,7 +61,7 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
     if env.get("DEV_LOGIN_ENABLED") == "true":
         from functions.auth.devprovider import dev_provider_env
 
-        for key, value in dev_provider_env(base_url + "/dev/oauth").items():
+        for key, value in dev_provider_env(base_url).items():
             env.setdefault(key, value)
         backends["oauth"] = f"development sign-in at {base_url}/dev/oauth (no Kakao/Google/Naver account needed)"
     return env, backends
