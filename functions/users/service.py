@@ -6,12 +6,12 @@ import re
 import uuid
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from eco2.errors import BadRequest, Unauthorized, Unprocessable
 from functions.common.characters import catalog
 from functions.common.models import User, UserCharacter
+from functions.common.ownership import grant
 from functions.users.schemas import OwnedCharacter, Profile, ProfilePatch
 
 _MOBILE = re.compile(r"^01[016789]\d{7,8}$")
@@ -93,21 +93,6 @@ def owned_characters(session: Session, user_id: str) -> list[OwnedCharacter]:
             )
         )
     return out
-
-
-def grant(session: Session, user_id: uuid.UUID, code: str, source: str) -> bool:
-    """Idempotent per (user, character): True when a row was added."""
-    exists = session.scalar(
-        select(UserCharacter.id).where(UserCharacter.user_id == user_id, UserCharacter.character_code == code)
-    )
-    if exists is not None:
-        return False
-    try:
-        with session.begin_nested():
-            session.add(UserCharacter(user_id=user_id, character_code=code, source=source))
-    except IntegrityError:  # a concurrent grant won the race: same outcome
-        return False
-    return True
 
 
 def record_grant(session: Session, user_id: str, code: str, source: str) -> bool:

@@ -8,6 +8,7 @@ instances, which never show their value in `repr`, `str` or logs.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -122,6 +123,12 @@ class Settings:
     cdn_base_url: str = ""
     openai_base_url: str = ""
     openai_api_key: Secret = field(default_factory=lambda: Secret(""))
+    llm_vision_model: str = "gpt-4o-mini"
+    llm_answer_model: str = "gpt-4o-mini"
+    llm_timeout: float = 30.0
+    llm_max_attempts: int = 3
+    llm_backoff: float = 0.5
+    scan_image_hosts: tuple[str, ...] = ()
     # tokens and cookies
     jwt_secret: Secret = field(default_factory=lambda: Secret(""))
     jwt_algorithm: str = "HS256"
@@ -198,6 +205,12 @@ class Settings:
             cdn_base_url=reader.text("CDN_BASE_URL", ""),
             openai_base_url=reader.text("OPENAI_BASE_URL", ""),
             openai_api_key=Secret(reader.text("OPENAI_API_KEY", "")),
+            llm_vision_model=reader.text("LLM_VISION_MODEL", "gpt-4o-mini"),
+            llm_answer_model=reader.text("LLM_ANSWER_MODEL", "gpt-4o-mini"),
+            llm_timeout=reader.number("LLM_TIMEOUT", 30.0, minimum=0.1),
+            llm_max_attempts=reader.integer("LLM_MAX_ATTEMPTS", 3, minimum=1),
+            llm_backoff=reader.number("LLM_BACKOFF", 0.5, minimum=0.0),
+            scan_image_hosts=reader.hosts("SCAN_IMAGE_HOSTS"),
             jwt_secret=Secret(jwt_secret),
             jwt_algorithm=reader.choice("JWT_ALGORITHM", ("HS256", "HS384", "HS512"), "HS256"),
             jwt_issuer=reader.text("JWT_ISSUER", "eco2"),
@@ -256,6 +269,32 @@ class _Reader:
         if value < minimum:
             self.problems.append(f"{key}: must be at least {minimum}, got {value}")
         return value
+
+    def number(self, key: str, default: float, *, minimum: float) -> float:
+        raw = self.env.get(key, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{key}: expected a number, got {raw!r}")
+            return default
+        if value < minimum:
+            self.problems.append(f"{key}: must be at least {minimum}, got {value}")
+        return value
+
+    def hosts(self, key: str) -> tuple[str, ...]:
+        """A comma list of host names (optionally host:port); no schemes, paths or wildcards."""
+        out = []
+        for item in self.env.get(key, "").split(","):
+            host = item.strip().lower()
+            if not host:
+                continue
+            if not re.fullmatch(r"[a-z0-9.-]+(:\d+)?", host):
+                self.problems.append(f"{key}: {host!r} is not a host name like images.example.com")
+                continue
+            out.append(host)
+        return tuple(out)
 
     def boolean(self, key: str, default: bool) -> bool:
         raw = self.env.get(key, "").strip().lower()

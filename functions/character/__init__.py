@@ -1,0 +1,1 @@
+"""character: the character catalogue, and granting characters earned by scans."""
