@@ -29,7 +29,8 @@ def on_scan_completed(ctx: Context, event: Event[ScanCompleted]) -> None:
     if service.grant_reward(ctx.db, scan.user_id, scan.reward_character_code):
         ctx.publish(
             CHARACTER_GRANTED,
-            CharacterGranted(user_id=scan.user_id, character_code=scan.reward_character_code, source="scan",
-                             job_id=scan.job_id),
+            CharacterGranted(
+                user_id=scan.user_id, character_code=scan.reward_character_code, source="scan", job_id=scan.job_id
+            ),
             subject=scan.user_id,
         )

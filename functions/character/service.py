@@ -14,7 +14,10 @@ from functions.common.ownership import grant
 
 
 def catalogue() -> list[CatalogEntry]:
-    return [CatalogEntry(code=c.code, name=c.name, type=c.type, dialog=c.dialog, match=c.match) for c in catalog().characters]
+    return [
+        CatalogEntry(code=c.code, name=c.name, type=c.type, dialog=c.dialog, match=c.match)
+        for c in catalog().characters
+    ]
 
 
 def grant_reward(session: Session, user_id: str, code: str) -> bool:

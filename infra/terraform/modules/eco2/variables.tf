@@ -21,6 +21,11 @@ variable "single_nat_gateway" {
 variable "ssh_allowed_cidrs" {
   description = "Admin ranges allowed to SSH to the nodes and to reach the API server."
   type        = list(string)
+
+  validation {
+    condition     = length(var.ssh_allowed_cidrs) > 0 && alltrue([for c in var.ssh_allowed_cidrs : c != "0.0.0.0/0" && can(cidrhost(c, 0))])
+    error_message = "ssh_allowed_cidrs must list valid CIDRs and must not contain 0.0.0.0/0."
+  }
 }
 
 variable "ssh_public_key" {

@@ -40,32 +40,30 @@ resource "aws_acm_certificate" "images" {
   }
 }
 
-locals {
-  validation_records = merge(
-    { for o in aws_acm_certificate.api.domain_validation_options : "api/${o.domain_name}" => o },
-    { for o in aws_acm_certificate.images.domain_validation_options : "images/${o.domain_name}" => o },
-  )
-}
-
+# Static keys (one record per certificate, each certificate has exactly one name): for_each must
+# be known at plan time, and domain_validation_options is not until the certificate exists.
 resource "aws_route53_record" "validation" {
-  for_each        = local.validation_records
+  for_each = {
+    api    = aws_acm_certificate.api
+    images = aws_acm_certificate.images
+  }
   zone_id         = data.aws_route53_zone.this.zone_id
-  name            = each.value.resource_record_name
-  type            = each.value.resource_record_type
-  records         = [each.value.resource_record_value]
+  name            = one(each.value.domain_validation_options).resource_record_name
+  type            = one(each.value.domain_validation_options).resource_record_type
+  records         = [one(each.value.domain_validation_options).resource_record_value]
   ttl             = 300
   allow_overwrite = true
 }
 
 resource "aws_acm_certificate_validation" "api" {
   certificate_arn         = aws_acm_certificate.api.arn
-  validation_record_fqdns = [for k, r in aws_route53_record.validation : r.fqdn if startswith(k, "api/")]
+  validation_record_fqdns = [aws_route53_record.validation["api"].fqdn]
 }
 
 resource "aws_acm_certificate_validation" "images" {
   provider                = aws.us_east_1
   certificate_arn         = aws_acm_certificate.images.arn
-  validation_record_fqdns = [for k, r in aws_route53_record.validation : r.fqdn if startswith(k, "images/")]
+  validation_record_fqdns = [aws_route53_record.validation["images"].fqdn]
 }
 
 data "aws_lb" "api" {

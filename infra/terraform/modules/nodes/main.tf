@@ -12,20 +12,23 @@
 #   k8s-monitoring      monitoring     -          data           private
 
 locals {
+  # One API node per domain group; "my" is the users function's domain.
   api_domains = ["auth", "my", "scan", "character", "location", "info", "chat"]
 
+  # Every other node, literally (tests/infra reads this map and api_domains: 7 + 7 = 14 nodes).
+  fixed_nodes = {
+    "k8s-control-plane" = { role = "control-plane", type_key = "control_plane", domain = "", profile = "control-plane", az = 0, public = true }
+    "k8s-worker-1"      = { role = "worker", type_key = "worker", domain = "", profile = "addons", az = 1, public = false }
+    "k8s-worker-2"      = { role = "worker", type_key = "worker", domain = "", profile = "addons", az = 2, public = false }
+    "k8s-rabbitmq"      = { role = "rabbitmq", type_key = "rabbitmq", domain = "", profile = "data", az = 0, public = false }
+    "k8s-postgresql"    = { role = "postgresql", type_key = "postgresql", domain = "", profile = "data", az = 1, public = false }
+    "k8s-redis"         = { role = "redis", type_key = "redis", domain = "", profile = "data", az = 2, public = false }
+    "k8s-monitoring"    = { role = "monitoring", type_key = "monitoring", domain = "", profile = "data", az = 0, public = false }
+  }
+
   nodes = merge(
-    {
-      "k8s-control-plane" = { role = "control-plane", type_key = "control_plane", domain = "", profile = "control-plane", az = 0, public = true }
-    },
+    local.fixed_nodes,
     { for i, d in local.api_domains : "k8s-api-${d}" => { role = "api", type_key = "api", domain = d, profile = "functions", az = i % 3, public = false } },
-    { for i in [1, 2] : "k8s-worker-${i}" => { role = "worker", type_key = "worker", domain = "", profile = "addons", az = i % 3, public = false } },
-    {
-      "k8s-rabbitmq"   = { role = "rabbitmq", type_key = "rabbitmq", domain = "", profile = "data", az = 0, public = false }
-      "k8s-postgresql" = { role = "postgresql", type_key = "postgresql", domain = "", profile = "data", az = 1, public = false }
-      "k8s-redis"      = { role = "redis", type_key = "redis", domain = "", profile = "data", az = 2, public = false }
-      "k8s-monitoring" = { role = "monitoring", type_key = "monitoring", domain = "", profile = "data", az = 0, public = false }
-    },
   )
 }
 

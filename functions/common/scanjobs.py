@@ -1,0 +1,126 @@
+"""Scan jobs in Redis, shared by `scan` (creates, reads, streams) and `scan-worker` (progresses).
+
+Per job (all kept one hour):
+- `scan:job:{id}`      hash: user_id, status (queued|processing|completed|failed), current_stage, progress
+- `scan:result:{id}`   the final result JSON, written before the `done` event
+- `scan:events:{id}`   a Redis stream of progress events; its entry ids are the SSE `id:` values, so a
+                       reconnect with Last-Event-ID resumes exactly after the last event seen
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import redis
+
+TTL = 3600
+STAGES = ("queued", "vision", "rule", "answer", "reward", "done")
+PROGRESS = {"queued": 0, "vision": 25, "rule": 50, "answer": 75, "reward": 100, "done": 100}
+StageStatus = Literal["started", "completed", "failed"]
+
+
+def job_key(job_id: str) -> str:
+    return f"scan:job:{job_id}"
+
+
+def result_key(job_id: str) -> str:
+    return f"scan:result:{job_id}"
+
+
+def stream_key(job_id: str) -> str:
+    return f"scan:events:{job_id}"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    user_id: str
+    status: str
+    current_stage: str
+    progress: int
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def create(self, job_id: str, user_id: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.hset(
+            job_key(job_id),
+            mapping={
+                "user_id": user_id,
+                "status": "queued",
+                "current_stage": "queued",
+                "progress": 0,
+                "created_at": time.time(),
+            },
+        )
+        pipe.expire(job_key(job_id), TTL)
+        pipe.execute()
+        self.event(job_id, "queued", "completed")
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.redis.hgetall(job_key(job_id))
+        if not raw:
+            return None
+        return Job(job_id, raw["user_id"], raw["status"], raw["current_stage"], int(raw["progress"]))
+
+    def delete(self, job_id: str) -> None:
+        self.redis.delete(job_key(job_id), result_key(job_id), stream_key(job_id), f"scan:seq:{job_id}")
+
+    def event(self, job_id: str, stage: str, status: StageStatus, result: dict[str, Any] | None = None) -> str:
+        """Append a progress event (and move the job's stage); returns the stream entry id."""
+        index = STAGES.index(stage)
+        progress = PROGRESS[STAGES[index - 1]] if status == "started" and index else PROGRESS[stage]
+        seq = int(self.redis.incr(f"scan:seq:{job_id}"))
+        data: dict[str, Any] = {
+            "job_id": job_id,
+            "stage": stage,
+            "status": status,
+            "seq": seq,
+            "ts": datetime.now(UTC).isoformat(),
+            "progress": progress,
+        }
+        if result is not None:
+            data["result"] = result
+        pipe = self.redis.pipeline()
+        pipe.xadd(stream_key(job_id), {"stage": stage, "data": json.dumps(data, ensure_ascii=False)})
+        pipe.expire(stream_key(job_id), TTL)
+        pipe.expire(f"scan:seq:{job_id}", TTL)
+        job_status = "processing" if stage not in ("queued", "done") else None
+        mapping: dict[str, Any] = {"current_stage": stage, "progress": progress}
+        if job_status:
+            mapping["status"] = job_status
+        pipe.hset(job_key(job_id), mapping=mapping)
+        entry_id = pipe.execute()[0]
+        return str(entry_id)
+
+    def finish(self, job_id: str, result: dict[str, Any]) -> None:
+        """Store the result, then mark the job and send `done` (the result is readable first)."""
+        status = result["status"]
+        self.redis.set(result_key(job_id), json.dumps(result, ensure_ascii=False), ex=TTL)
+        self.redis.hset(job_key(job_id), mapping={"status": status})
+        self.event(job_id, "done", "completed" if status == "completed" else "failed", result=result)
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(result_key(job_id))
+        return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+
+    def read(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, str, str]]:
+        """Events after stream id `after` ('0' = from the start): [(id, stage, data json)]."""
+        found = self.redis.xread({stream_key(job_id): after}, count=100, block=block_ms)
+        out = []
+        for _stream, entries in found or []:
+            for entry_id, fields in entries:
+                out.append((str(entry_id), fields["stage"], fields["data"]))
+        return out

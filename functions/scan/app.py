@@ -1,0 +1,70 @@
+"""scan function: thin handlers (decode → service → encode)."""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+
+from werkzeug.wrappers import Response
+
+from eco2 import Context, Function
+from eco2.runtime import json_response
+from eventing.catalogue import SCAN_REQUESTED, ScanRequested
+from functions.common.scanjobs import JobStore
+from functions.scan import service
+from functions.scan.schemas import ScanAccepted, ScanRequest
+
+fn = Function("scan", uses=("redis", "jwt", "events"), description="Submit a photo and follow its scan.")
+
+
+@cache
+def _hosts(configured: tuple[str, ...], cdn: str, s3: str) -> frozenset[str]:
+    return service.allowed_hosts(configured, cdn, s3)
+
+
+@fn.post("/api/v1/scan", auth=True, body=ScanRequest, response=ScanAccepted, status=202)
+def submit(ctx: Context, body: ScanRequest) -> ScanAccepted:
+    """Queue a scan of an uploaded photo (honours X-Idempotency-Key for an hour)."""
+    s = ctx.settings
+    service.check_image_url(body.image_url, _hosts(s.scan_image_hosts, s.cdn_base_url, s.s3_endpoint_url))
+    user_id = ctx.user_id
+
+    def publish(job_id: str) -> None:
+        data = ScanRequested(
+            job_id=job_id, user_id=user_id, image_url=body.image_url, user_input=body.user_input, model=body.model
+        )
+        ctx.publish(SCAN_REQUESTED, data, subject=job_id)
+
+    assert ctx.request is not None
+    return service.submit(ctx.redis, user_id, body, ctx.request.headers.get("X-Idempotency-Key"), publish)
+
+
+@fn.get("/api/v1/scan/categories")
+def categories(ctx: Context) -> Response:
+    """The waste categories with short instructions."""
+    from functions.common.recycling import categories as load
+
+    return json_response(load(), headers={"Cache-Control": "public, max-age=300"})
+
+
+@fn.get("/api/v1/scan/{job_id}/result", auth=True)
+def get_result(ctx: Context, job_id: str) -> Response:
+    """The final result (200), or the stage reached so far (202 + Retry-After)."""
+    status, body = service.result(ctx.redis, job_id, ctx.user_id)
+    headers = {"Retry-After": "2"} if status == 202 else None
+    return json_response(body, status, headers)
+
+
+@fn.get("/api/v1/scan/{job_id}/events", auth=True)
+def events(ctx: Context, job_id: str) -> Response:
+    """Progress as Server-Sent Events; resumes after Last-Event-ID; ends after `done`."""
+    store: JobStore = service.owned_job(ctx.redis, job_id, ctx.user_id)
+    assert ctx.request is not None
+    last = ctx.request.headers.get("Last-Event-ID")
+    stream = service.sse_events(store, job_id, last, time.monotonic)
+    return Response(
+        stream,
+        content_type="text/event-stream; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        direct_passthrough=True,
+    )

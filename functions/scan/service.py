@@ -1,0 +1,122 @@
+"""Scan rules free of HTTP: image URL policy, idempotent submission, result and progress reads."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from eco2.errors import BadRequest, NotFound, ServiceUnavailable
+from functions.common.scanjobs import JobStore
+from functions.scan.schemas import ScanAccepted, ScanRequest
+
+if TYPE_CHECKING:
+    import redis
+
+IDEMPOTENCY_TTL = 3600
+KEEPALIVE_SECONDS = 15
+STREAM_LIMIT_SECONDS = 600
+
+
+def allowed_hosts(configured: tuple[str, ...], cdn_base_url: str, s3_endpoint_url: str) -> frozenset[str]:
+    """The hosts a scan image may come from: SCAN_IMAGE_HOSTS, else the CDN and S3 endpoint hosts."""
+    hosts = set(configured)
+    if not hosts:
+        for url in (cdn_base_url, s3_endpoint_url):
+            if url:
+                hosts.add(urlsplit(url).netloc.lower())
+    return frozenset(hosts)
+
+
+def check_image_url(url: str, hosts: frozenset[str]) -> None:
+    """Only http(s) URLs on the configured image hosts: the worker never fetches arbitrary URLs."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        raise BadRequest("image_url is not a URL.", "INVALID_IMAGE_URL") from None
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.username or parts.password:
+        raise BadRequest("image_url must be an http(s) URL of an uploaded image.", "INVALID_IMAGE_URL")
+    host = parts.netloc.lower()
+    if host not in hosts and (parts.hostname or "") not in hosts:
+        raise BadRequest("image_url must point at this service's image storage.", "IMAGE_HOST_NOT_ALLOWED")
+
+
+def accepted(job_id: str) -> ScanAccepted:
+    return ScanAccepted(
+        job_id=job_id,
+        stream_url=f"/api/v1/scan/{job_id}/events",
+        result_url=f"/api/v1/scan/{job_id}/result",
+        status="queued",
+    )
+
+
+def submit(
+    client: redis.Redis,
+    user_id: str,
+    request: ScanRequest,
+    idempotency_key: str | None,
+    publish: Callable[[str], None],
+) -> ScanAccepted:
+    """Create the job and request the scan; the same idempotency key gets the same job for an hour."""
+    store = JobStore(client)
+    job_id = uuid.uuid4().hex
+    idem = None
+    if idempotency_key:
+        if len(idempotency_key) > 200:
+            raise BadRequest("X-Idempotency-Key is too long (200 characters at most).", "INVALID_IDEMPOTENCY_KEY")
+        idem = f"scan:idem:{user_id}:{idempotency_key}"
+        if not client.set(idem, job_id, ex=IDEMPOTENCY_TTL, nx=True):
+            existing = client.get(idem)
+            if existing:
+                return accepted(existing)
+    store.create(job_id, user_id)
+    try:
+        publish(job_id)
+    except Exception as exc:
+        store.delete(job_id)
+        if idem:
+            client.delete(idem)
+        raise ServiceUnavailable("The scan could not be queued; try again.", "SCAN_NOT_QUEUED") from exc
+    return accepted(job_id)
+
+
+def owned_job(client: redis.Redis, job_id: str, user_id: str) -> JobStore:
+    store = JobStore(client)
+    job = store.get(job_id)
+    if job is None or job.user_id != user_id:  # another user's job is as unknown as a missing one
+        raise NotFound("No such scan.", "SCAN_NOT_FOUND")
+    return store
+
+
+def result(client: redis.Redis, job_id: str, user_id: str) -> tuple[int, dict[str, Any]]:
+    store = owned_job(client, job_id, user_id)
+    done = store.result(job_id)
+    if done is not None:
+        return 200, done
+    job = store.get(job_id)
+    assert job is not None
+    return 202, {"status": "processing", "current_stage": job.current_stage, "progress": job.progress}
+
+
+def sse_events(store: JobStore, job_id: str, last_event_id: str | None, clock: Callable[[], float]) -> Iterator[str]:
+    """The job's progress as SSE frames: resume after Last-Event-ID, keepalive every 15 s, end after done."""
+    after = last_event_id if last_event_id and _is_stream_id(last_event_id) else "0"
+    started = clock()
+    yield "retry: 3000\n\n"
+    while clock() - started < STREAM_LIMIT_SECONDS:
+        entries = store.read(job_id, after, block_ms=KEEPALIVE_SECONDS * 1000)
+        if not entries:
+            yield f"event: keepalive\ndata: {json.dumps({'job_id': job_id})}\n\n"
+            continue
+        for entry_id, stage, data in entries:
+            after = entry_id
+            yield f"id: {entry_id}\nevent: {stage}\ndata: {data}\n\n"
+            if stage == "done":
+                return
+
+
+def _is_stream_id(value: str) -> bool:
+    head, _, tail = value.partition("-")
+    return head.isdigit() and (tail == "" or tail.isdigit())

@@ -1,0 +1,1 @@
+"""scan-worker: classify a photo, look up the rules, write the answer, decide the reward."""

@@ -1,0 +1,77 @@
+"""scan-worker function: one CloudEvent handler (decode → pipeline → reply event)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from eco2 import Context, Event, Function, OutEvent
+from eco2.settings import Settings
+from eventing.catalogue import SCAN_COMPLETED, SCAN_FAILED, SCAN_REQUESTED, ScanCompleted, ScanFailed, ScanRequested
+from functions.common.scanjobs import JobStore
+from functions.scan_worker import pipeline
+from functions.scan_worker.llm import LLM
+
+fn = Function("scan-worker", uses=("redis", "openai"), description="Classify, look up rules, answer, reward.")
+
+
+@fn.on_startup
+def _check_data(_clients: Any) -> None:
+    from functions.common import recycling
+
+    problems = recycling.validate()
+    if problems:
+        raise RuntimeError("recycling data is inconsistent: " + "; ".join(problems))
+
+
+@cache
+def _llm(client: Any, settings: Settings) -> LLM:
+    return LLM(
+        client,
+        vision_model=settings.llm_vision_model,
+        answer_model=settings.llm_answer_model,
+        timeout=settings.llm_timeout,
+        attempts=settings.llm_max_attempts,
+        backoff=settings.llm_backoff,
+    )
+
+
+@fn.event(SCAN_REQUESTED, data=ScanRequested)
+def on_scan_requested(ctx: Context, event: Event[ScanRequested]) -> OutEvent | None:
+    """Run the pipeline once per job; the reply (scan.completed / scan.failed) goes back to the broker."""
+    request = event.data
+    store = JobStore(ctx.redis)
+    job = store.get(request.job_id)
+    if job is None:  # expired or never created: nothing to do, nothing to retry
+        return None
+    done = store.result(request.job_id)
+    if done is None:
+        llm = _llm(ctx.clients.openai, ctx.settings)
+        outcome = pipeline.run(store, llm, request.job_id, request.image_url, request.user_input, request.model)
+        done = outcome.result
+    return reply(request, done)
+
+
+def reply(request: ScanRequested, result: dict[str, Any]) -> OutEvent:
+    """The same reply for the same job, with a stable id, however often it is computed."""
+    if result["status"] != "completed":
+        return OutEvent(
+            type=SCAN_FAILED,
+            id=f"{request.job_id}-failed",
+            subject=request.job_id,
+            data=ScanFailed(job_id=request.job_id, user_id=request.user_id, error=result["error"] or ""),
+        )
+    classification = result["pipeline_result"]["classification_result"]["classification"]
+    reward = result.get("reward") or {}
+    return OutEvent(
+        type=SCAN_COMPLETED,
+        id=f"{request.job_id}-completed",
+        subject=request.job_id,
+        data=ScanCompleted(
+            job_id=request.job_id,
+            user_id=request.user_id,
+            major_category=classification["major_category"],
+            middle_category=classification["middle_category"],
+            reward_character_code=reward.get("code"),
+        ),
+    )

@@ -1,0 +1,157 @@
+"""The two LLM calls of a scan (vision classification, answer) through the openai client, with
+retries on timeouts, connection errors, 429 and 5xx, and strict JSON parsing. The offline
+stand-ins used when no OpenAI key is configured live here too, and say what they are."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("eco2.scan.llm")
+
+VISION_SYSTEM = (
+    "너는 사진 속 폐기물을 한국 분리배출 기준으로 분류하는 도우미야. 반드시 주어진 분류표의 문자열만 "
+    "그대로 써. 대분류(major)와 중분류(middle)는 분류표에 있는 값이어야 하고, 애매하면 둘 다 '미분류'로 "
+    "답해. 품목(minor)은 사진 속 물건의 이름을 짧게 적어. situation_tags에는 사진에서 실제로 보이는 "
+    "상태만 태그 목록에서 골라 넣어."
+)
+ANSWER_SYSTEM = (
+    "너는 분리배출 도우미 '이코'야. 친근한 존댓말로, 주어진 배출 규칙에서 벗어나지 말고 답해. "
+    "disposal_steps는 규칙을 바탕으로 실제로 해야 할 순서대로 쓰고, user_answer는 세 문장 이내로 "
+    "분리배출에 관한 이야기만 해."
+)
+
+
+class LLMError(RuntimeError):
+    """The model did not give a usable answer after every try; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class Vision:
+    major: str
+    middle: str
+    minor: str
+    tags: list[str] = field(default_factory=list)
+    note: str | None = None  # set when the answer had to be corrected or replaced
+
+
+def vision_schema(majors: list[str], middles: list[str], tags: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["major_category", "middle_category", "minor_category", "situation_tags"],
+        "properties": {
+            "major_category": {"type": "string", "enum": majors},
+            "middle_category": {"type": "string", "enum": middles},
+            "minor_category": {"type": "string"},
+            "situation_tags": {"type": "array", "items": {"type": "string", "enum": tags}},
+        },
+    }
+
+
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["disposal_steps", "user_answer"],
+    "properties": {
+        "disposal_steps": {"type": "array", "items": {"type": "string"}},
+        "user_answer": {"type": "string"},
+    },
+}
+
+
+class LLM:
+    def __init__(
+        self, client: Any, *, vision_model: str, answer_model: str, timeout: float, attempts: int, backoff: float
+    ) -> None:
+        self.client = client
+        self.vision_model = vision_model
+        self.answer_model = answer_model
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
+
+    @property
+    def offline(self) -> bool:
+        return self.client is None
+
+    def _complete(self, what: str, model: str, messages: list[dict[str, Any]], schema: dict[str, Any]) -> str:
+        import openai
+
+        retryable = (
+            openai.APITimeoutError,
+            openai.APIConnectionError,
+            openai.RateLimitError,
+            openai.InternalServerError,
+        )
+        last = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                response = self.client.with_options(timeout=self.timeout).chat.completions.create(
+                    model=model,
+                    messages=messages,
+                    response_format={
+                        "type": "json_schema",
+                        "json_schema": {"name": what, "strict": True, "schema": schema},
+                    },
+                    temperature=0,
+                )
+                return str(response.choices[0].message.content or "")
+            except retryable as exc:
+                last = type(exc).__name__
+                log.warning("LLM call failed, retrying", extra={"call": what, "attempt": attempt, "error": last})
+            except openai.APIStatusError as exc:  # 4xx other than 429: retrying will not help
+                raise LLMError(f"분류 모델이 요청을 거절했어요 ({exc.status_code}).") from exc
+            if attempt < self.attempts:
+                time.sleep(self.backoff * (2 ** (attempt - 1)))
+        reason = "응답 시간이 초과됐어요" if last == "APITimeoutError" else "서비스에 연결하지 못했어요"
+        raise LLMError(f"AI 모델이 {self.attempts}번 시도에도 답하지 않았어요: {reason}. 잠시 후 다시 시도해 주세요.")
+
+    def classify(
+        self,
+        image_url: str,
+        user_input: str | None,
+        model: str | None,
+        *,
+        majors: list[str],
+        middles: list[str],
+        tags: list[str],
+    ) -> dict[str, Any] | None:
+        """The model's raw classification, or None when it answered something that is not JSON."""
+        text = user_input or "사진 속 물건을 분류해 줘."
+        messages = [
+            {"role": "system", "content": VISION_SYSTEM},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": text},
+                    {"type": "image_url", "image_url": {"url": image_url, "detail": "low"}},
+                ],
+            },
+        ]
+        content = self._complete(
+            "classification", model or self.vision_model, messages, vision_schema(majors, middles, tags)
+        )
+        return _json_object(content)
+
+    def answer(self, context: dict[str, Any], model: str | None) -> dict[str, Any] | None:
+        messages = [
+            {"role": "system", "content": ANSWER_SYSTEM},
+            {"role": "user", "content": json.dumps(context, ensure_ascii=False)},
+        ]
+        content = self._complete("answer", model or self.answer_model, messages, ANSWER_SCHEMA)
+        return _json_object(content)
+
+
+def _json_object(content: str) -> dict[str, Any] | None:
+    text = content.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

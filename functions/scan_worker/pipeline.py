@@ -1,0 +1,240 @@
+"""The scan pipeline: vision -> rules -> answer -> reward, with progress at each stage.
+
+Free of transport: it gets a job store and an LLM, returns the result. Each stage emits
+`started`/`completed` to the job's stream; the final result is stored before `done`. An LLM that
+times out or fails after every retry ends the job `failed` with a readable error; an answer that
+is not valid JSON, or is off the taxonomy, is corrected or falls back to 미분류 — never a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from functions.common import recycling
+from functions.common.characters import Character, catalog
+from functions.common.scanjobs import JobStore
+from functions.scan_worker.llm import LLM, LLMError, Vision
+
+log = logging.getLogger("eco2.scan.pipeline")
+RECYCLABLE = "재활용폐기물"
+UNCLASSIFIED = "미분류"
+OFFLINE_NOTE = "OpenAI 키가 설정되지 않아, 사진 대신 입력한 설명을 분류표와 맞춰 보는 오프라인 분류기가 답했어요."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: dict[str, Any]
+    reward_code: str | None
+    classification: Vision | None
+
+
+def _classification(vision: Vision) -> dict[str, Any]:
+    return {
+        "classification": {
+            "major_category": vision.major,
+            "middle_category": vision.middle,
+            "minor_category": vision.minor,
+        },
+        "situation_tags": list(vision.tags),
+    }
+
+
+def vision_stage(llm: LLM, image_url: str, user_input: str | None, model: str | None) -> Vision:
+    tax = recycling.taxonomy()
+    tags = recycling.situation_tags()
+    if llm.offline:
+        return offline_classify(user_input)
+    raw = llm.classify(image_url, user_input, model, majors=tax.majors(), middles=tax.all_middles(), tags=list(tags))
+    if raw is None:
+        return Vision(UNCLASSIFIED, UNCLASSIFIED, "", [], note="분류 결과를 읽을 수 없어 미분류로 처리했어요.")
+    fixed = tax.normalise(
+        str(raw.get("major_category", "")), str(raw.get("middle_category", "")), str(raw.get("minor_category", ""))
+    )
+    raw_tags = raw.get("situation_tags") or []
+    known = [t for t in raw_tags if isinstance(t, str) and t in tags]
+    note = None
+    if (fixed.major, fixed.middle) != (raw.get("major_category"), raw.get("middle_category")):
+        note = (
+            "분류표에 없는 답을 바로잡았어요."
+            if fixed.major != UNCLASSIFIED
+            else "분류표에 없는 답이라 미분류로 처리했어요."
+        )
+    return Vision(fixed.major, fixed.middle, fixed.minor, known, note=note)
+
+
+def offline_classify(user_input: str | None) -> Vision:
+    """No model: match the user's words against the taxonomy's items and middles (longest wins)."""
+    text = re.sub(r"\s+", "", user_input or "")
+    tax = recycling.taxonomy()
+    best: tuple[int, str, str, str] | None = None
+    for major in tax.majors():
+        for middle in tax.middles(major):
+            for name in [middle, *tax.items(major, middle)]:
+                key = re.sub(r"\(.*?\)|\s+", "", name)
+                if key and key in text and (best is None or len(key) > best[0]):
+                    best = (len(key), major, middle, name)
+    tags = [t for t in recycling.situation_tags() if _mentions(text, t)]
+    if best is None:
+        return Vision(UNCLASSIFIED, UNCLASSIFIED, "", tags, note=OFFLINE_NOTE)
+    return Vision(best[1], best[2], best[3], tags, note=OFFLINE_NOTE)
+
+
+def _mentions(text: str, tag: str) -> bool:
+    """A tag such as 내용물_있음 is mentioned when all its words appear in the text."""
+    words = [w for w in re.split(r"[_()]|OR", tag) if w]
+    return bool(words) and all(w in text for w in words)
+
+
+def insufficiencies(tags: list[str]) -> list[str]:
+    known = recycling.situation_tags()
+    out: list[str] = []
+    for tag in tags:
+        sentence = known[tag].insufficiency if tag in known else None
+        if sentence and sentence not in out:
+            out.append(sentence)
+    return out
+
+
+def rules_stage(vision: Vision) -> recycling.Rules | None:
+    return recycling.rules_for(vision.major, vision.middle)
+
+
+def _rules_view(rules: recycling.Rules | None) -> dict[str, Any] | None:
+    if rules is None:
+        return None
+    return {
+        "key": rules.key,
+        "category": rules.category,
+        "middle_category": rules.middle,
+        "targets": list(rules.targets),
+        "common_steps": list(rules.common_steps),
+        "excluded": dict(rules.excluded),
+    }
+
+
+def deterministic_steps(vision: Vision, rules: recycling.Rules | None) -> list[str]:
+    if rules is None:
+        return ["분류가 확실하지 않아요. 지자체 안내를 확인하거나 더 가까이에서 다시 찍어 주세요."]
+    steps = list(rules.item_steps.get(vision.minor, [])) or list(rules.common_steps)
+    return steps or ["내용물을 비우고 종류에 맞는 수거함에 넣어 주세요."]
+
+
+def answer_stage(
+    llm: LLM,
+    vision: Vision,
+    rules: recycling.Rules | None,
+    lacking: list[str],
+    user_input: str | None,
+    model: str | None,
+) -> tuple[list[str], str, str | None]:
+    """(disposal steps, short answer, note). Offline or unusable model output -> built from the rules."""
+    fallback_steps = deterministic_steps(vision, rules)
+    fallback_answer = short_answer(vision, lacking)
+    if llm.offline:
+        return fallback_steps, fallback_answer, None
+    context = {
+        "classification": _classification(vision),
+        "rules": _rules_view(rules),
+        "insufficiencies": lacking,
+        "user_input": user_input,
+    }
+    raw = llm.answer(context, model)
+    steps = raw.get("disposal_steps") if raw else None
+    text = raw.get("user_answer") if raw else None
+    if not isinstance(steps, list) or not all(isinstance(s, str) and s.strip() for s in steps) or not steps:
+        return fallback_steps, fallback_answer, "답변 형식이 올바르지 않아 규칙으로 안내를 만들었어요."
+    if not isinstance(text, str) or not text.strip():
+        text = fallback_answer
+    return [s.strip() for s in steps][:10], _three_sentences(text.strip()), None
+
+
+def _three_sentences(text: str) -> str:
+    parts = re.split(r"(?<=[.!?。])\s+", text)
+    return " ".join(parts[:3])
+
+
+def short_answer(vision: Vision, lacking: list[str]) -> str:
+    if vision.major == UNCLASSIFIED:
+        return "어떤 물건인지 확실하지 않아요. 물건이 잘 보이게 다시 찍어 주시면 더 정확히 알려 드릴게요."
+    what = vision.minor or vision.middle
+    if lacking:
+        return f"{what}은(는) {vision.middle}(으)로 배출해요. 버리기 전에 {lacking[0]}"
+    return f"{what}은(는) {vision.middle}(으)로 배출하면 돼요. 아래 순서대로 해 주세요!"
+
+
+def reward_stage(vision: Vision, rules: recycling.Rules | None, lacking: list[str]) -> Character | None:
+    """Granted only for a recyclable with a middle category, known rules, and nothing left to fix."""
+    if vision.major != RECYCLABLE or not vision.middle or vision.middle == UNCLASSIFIED:
+        return None
+    if rules is None or lacking:
+        return None
+    return catalog().for_category(vision.middle)
+
+
+def run(store: JobStore, llm: LLM, job_id: str, image_url: str, user_input: str | None, model: str | None) -> Outcome:
+    stage = "vision"
+    try:
+        store.event(job_id, "vision", "started")
+        vision = vision_stage(llm, image_url, user_input, model)
+        store.event(job_id, "vision", "completed")
+        stage = "rule"
+        store.event(job_id, "rule", "started")
+        rules = rules_stage(vision)
+        store.event(job_id, "rule", "completed")
+        stage = "answer"
+        store.event(job_id, "answer", "started")
+        lacking = insufficiencies(vision.tags)
+        steps, text, answer_note = answer_stage(llm, vision, rules, lacking, user_input, model)
+        store.event(job_id, "answer", "completed")
+        stage = "reward"
+        store.event(job_id, "reward", "started")
+        character = reward_stage(vision, rules, lacking)
+        store.event(job_id, "reward", "completed")
+    except LLMError as exc:
+        store.event(job_id, stage, "failed")
+        result = failed_result(job_id, str(exc))
+        store.finish(job_id, result)
+        return Outcome(result, None, None)
+    notes = [n for n in (vision.note, answer_note) if n]
+    reward = None
+    if character is not None:
+        reward = {
+            "name": character.name,
+            "dialog": character.dialog,
+            "match_reason": f"{vision.middle}을(를) 올바르게 분리배출했어요.",
+            "type": character.type,
+            "code": character.code,
+        }
+    result = {
+        "task_id": job_id,
+        "status": "completed",
+        "message": " ".join(["분석이 끝났어요.", *notes]),
+        "pipeline_result": {
+            "classification_result": _classification(vision),
+            "disposal_rules": _rules_view(rules),
+            "final_answer": {
+                "disposal_steps": {f"단계{i}": step for i, step in enumerate(steps, start=1)},
+                "insufficiencies": lacking,
+                "user_answer": text,
+            },
+            "classifier": "offline" if llm.offline else "llm",
+        },
+        "reward": reward,
+        "error": None,
+    }
+    store.finish(job_id, result)
+    return Outcome(result, character.code if character else None, vision)
+
+
+def failed_result(job_id: str, error: str) -> dict[str, Any]:
+    return {
+        "task_id": job_id,
+        "status": "failed",
+        "message": "분석을 끝내지 못했어요.",
+        "pipeline_result": None,
+        "reward": None,
+        "error": error,
+    }
