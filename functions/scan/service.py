@@ -70,7 +70,7 @@ def submit(
         if not client.set(idem, job_id, ex=IDEMPOTENCY_TTL, nx=True):
             existing = client.get(idem)
             if existing:
-                return accepted(existing)
+                return accepted(str(existing))
     store.create(job_id, user_id)
     try:
         publish(job_id)

@@ -122,7 +122,7 @@ class LLM:
     ) -> dict[str, Any] | None:
         """The model's raw classification, or None when it answered something that is not JSON."""
         text = user_input or "사진 속 물건을 분류해 줘."
-        messages = [
+        messages: list[dict[str, Any]] = [
             {"role": "system", "content": VISION_SYSTEM},
             {
                 "role": "user",

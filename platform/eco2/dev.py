@@ -52,6 +52,22 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
         backends["redis"] = "embedded in-process Redis (fakeredis; nothing kept on exit)"
     else:
         backends["redis"] = mask_url(env["REDIS_URL"])
+    if not env.get("S3_ENDPOINT_URL"):
+        endpoint = embedded_s3(env.setdefault("S3_BUCKET", "eco2-images"))
+        if endpoint:
+            env["S3_ENDPOINT_URL"] = endpoint
+            env.setdefault("AWS_ACCESS_KEY_ID", "eco2-dev")
+            env.setdefault("AWS_SECRET_ACCESS_KEY", "eco2-dev")
+            env.setdefault("AWS_REGION", "us-east-1")
+            backends["s3"] = f"embedded S3 (moto) at {endpoint}, bucket {env['S3_BUCKET']} (nothing kept on exit)"
+        else:
+            backends["s3"] = "none: set S3_ENDPOINT_URL, or install moto[server] for an embedded one"
+    else:
+        backends["s3"] = f"{env['S3_ENDPOINT_URL']} bucket {env.get('S3_BUCKET', 'eco2-images')}"
+    if env.get("OPENAI_API_KEY"):
+        backends["llm"] = f"OpenAI API at {env.get('OPENAI_BASE_URL') or 'the default endpoint'}"
+    else:
+        backends["llm"] = "none: scans use the offline classifier (it says so in every result)"
     env.setdefault("ALLOWED_ORIGINS", DEFAULT_ORIGINS)
     env.setdefault("COOKIE_SECURE", "false")
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
@@ -65,6 +81,29 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
             env.setdefault(key, value)
         backends["oauth"] = f"development sign-in at {base_url}/dev/oauth (no Kakao/Google/Naver account needed)"
     return env, backends
+
+
+def embedded_s3(bucket: str) -> str | None:
+    """An in-process S3-compatible server (moto, a dev dependency) with the bucket created."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        return None
+    import socket
+
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="eco2-dev", aws_secret_access_key="eco2-dev")
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+        {"AllowedMethods": ["PUT", "GET"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}]})
+    return endpoint
 
 
 @dataclass

@@ -149,7 +149,7 @@ def test_image_url_outside_the_image_hosts_is_refused(scan: FunctionClient, sink
 def test_full_pipeline_with_reward(
     scan: FunctionClient, worker: FunctionClient, sink: EventSink, llm: LLMServer
 ) -> None:
-    user, headers = token(scan)
+    _, headers = token(scan)
     job = submit(scan, headers)["job_id"]
     reply = deliver(worker, sink, job)
     assert reply.status_code == 200 and reply.headers["ce-type"] == SCAN_COMPLETED
@@ -169,7 +169,7 @@ def test_full_pipeline_with_reward(
     assert image_part == {"type": "image_url", "image_url": {"url": IMAGE, "detail": "low"}}
     assert vision_call["body"]["response_format"]["json_schema"]["strict"] is True
     events = sse(scan, job, headers)
-    assert [e["event"] for e in events][0] == "queued" and events[-1]["event"] == "done"
+    assert events[0]["event"] == "queued" and events[-1]["event"] == "done"
     assert [e["data"]["seq"] for e in events] == list(range(1, len(events) + 1))
     assert all(e["id"] for e in events)
     assert events[-1]["data"]["result"]["reward"]["name"] == "페티"
