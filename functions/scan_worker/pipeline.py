@@ -8,10 +8,14 @@ is not valid JSON, or is off the taxonomy, is corrected or falls back to 미분�
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
+
+import yaml
 
 from functions.common import recycling
 from functions.common.characters import Character, catalog
@@ -65,37 +69,40 @@ def vision_stage(llm: LLM, image_url: str, user_input: str | None, model: str | 
     return Vision(fixed.major, fixed.middle, fixed.minor, known, note=note)
 
 
+@functools.cache
+def _keywords() -> tuple[tuple[str, str, str], ...]:
+    """(word, major, middle), longest words first, from data/keywords.yaml."""
+    text = resources.files("functions.scan_worker").joinpath("data/keywords.yaml").read_text(encoding="utf-8")
+    out = [
+        (re.sub(r"\s+", "", word), entry["major"], entry["middle"])
+        for entry in yaml.safe_load(text)
+        for word in entry["words"]
+    ]
+    return tuple(sorted(out, key=lambda w: -len(w[0])))
+
+
 def offline_classify(user_input: str | None) -> Vision:
-    """No model: match the user's words against the taxonomy's items and middles (longest wins)."""
+    """No model: match the user's words against everyday words and the taxonomy's own names."""
     text = re.sub(r"\s+", "", user_input or "")
     tax = recycling.taxonomy()
-    best: tuple[int, str, str, str] | None = None
+    candidates = [(word, major, middle) for word, major, middle in _keywords()]
     for major in tax.majors():
         for middle in tax.middles(major):
             for name in [middle, *tax.items(major, middle)]:
-                key = re.sub(r"\(.*?\)|\s+", "", name)
-                if key and key in text and (best is None or len(key) > best[0]):
-                    best = (len(key), major, middle, name)
+                candidates.append((re.sub(r"\(.*?\)|\s+", "", name), major, middle))
+    found = [(w, major, middle) for w, major, middle in candidates if w and w in text]
     tags = [t for t in recycling.situation_tags() if _mentions(text, t)]
-    if best is None:
+    if not found:
         return Vision(UNCLASSIFIED, UNCLASSIFIED, "", tags, note=OFFLINE_NOTE)
-    return Vision(best[1], best[2], best[3], tags, note=OFFLINE_NOTE)
+    word, major, middle = max(found, key=lambda f: len(f[0]))
+    fixed = tax.normalise(major, middle, word)
+    return Vision(fixed.major, fixed.middle, word, tags, note=OFFLINE_NOTE)
 
 
 def _mentions(text: str, tag: str) -> bool:
     """A tag such as 내용물_있음 is mentioned when all its words appear in the text."""
     words = [w for w in re.split(r"[_()]|OR", tag) if w]
     return bool(words) and all(w in text for w in words)
-
-
-def insufficiencies(tags: list[str]) -> list[str]:
-    known = recycling.situation_tags()
-    out: list[str] = []
-    for tag in tags:
-        sentence = known[tag].insufficiency if tag in known else None
-        if sentence and sentence not in out:
-            out.append(sentence)
-    return out
 
 
 def rules_stage(vision: Vision) -> recycling.Rules | None:
@@ -186,7 +193,7 @@ def run(store: JobStore, llm: LLM, job_id: str, image_url: str, user_input: str 
         store.event(job_id, "rule", "completed")
         stage = "answer"
         store.event(job_id, "answer", "started")
-        lacking = insufficiencies(vision.tags)
+        lacking = recycling.insufficiencies(vision.tags)
         steps, text, answer_note = answer_stage(llm, vision, rules, lacking, user_input, model)
         store.event(job_id, "answer", "completed")
         stage = "reward"
