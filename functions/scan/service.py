@@ -100,7 +100,12 @@ def result(client: redis.Redis, job_id: str, user_id: str) -> tuple[int, dict[st
     return 202, {"status": "processing", "current_stage": job.current_stage, "progress": job.progress}
 
 
-def sse_events(store: JobStore, job_id: str, last_event_id: str | None, clock: Callable[[], float]) -> Iterator[str]:
+def sse_events(store: JobStore, job_id: str, last_event_id: str | None, clock: Callable[[], float]) -> Iterator[bytes]:
+    for frame in _frames(store, job_id, last_event_id, clock):
+        yield frame.encode()
+
+
+def _frames(store: JobStore, job_id: str, last_event_id: str | None, clock: Callable[[], float]) -> Iterator[str]:
     """The job's progress as SSE frames: resume after Last-Event-ID, keepalive every 15 s, end after done."""
     after = last_event_id if last_event_id and _is_stream_id(last_event_id) else "0"
     started = clock()

@@ -91,10 +91,15 @@ class Clients:
         import boto3
         from botocore.config import Config
 
-        return boto3.client(
+        # a session of our own: boto3's default session keeps the first credentials it ever saw
+        session = boto3.session.Session(
+            aws_access_key_id=self.settings.aws_access_key_id or None,
+            aws_secret_access_key=self.settings.aws_secret_access_key.get() or None,
+            region_name=self.settings.s3_region,
+        )
+        return session.client(
             "s3",
             endpoint_url=self.settings.s3_endpoint_url or None,
-            region_name=self.settings.s3_region,
             config=Config(signature_version="s3v4", retries={"max_attempts": 3}),
         )
 

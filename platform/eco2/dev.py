@@ -98,11 +98,20 @@ def embedded_s3(bucket: str) -> str | None:
         port = probe.getsockname()[1]
     ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
     endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="eco2-dev", aws_secret_access_key="eco2-dev")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="eco2-dev",
+        aws_secret_access_key="eco2-dev",
+    )
     client.create_bucket(Bucket=bucket)
-    client.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
-        {"AllowedMethods": ["PUT", "GET"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}]})
+    client.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [{"AllowedMethods": ["PUT", "GET"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}]
+        },
+    )
     return endpoint
 
 

@@ -10,7 +10,13 @@ import time
 from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "request_id"}
+function_var: contextvars.ContextVar[str] = contextvars.ContextVar("function", default="")
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "request_id",
+    "function",
+}
 _base_factory = logging.getLogRecordFactory()
 
 
@@ -18,6 +24,7 @@ def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Stamp the current request id on every record when it is made (it outlives the request)."""
     record = _base_factory(*args, **kwargs)
     record.request_id = request_id_var.get()
+    record.function = function_var.get()
     return record
 
 
@@ -31,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "function": self.function,
+            "function": getattr(record, "function", "") or self.function,
             "message": record.getMessage(),
         }
         request_id = getattr(record, "request_id", "")

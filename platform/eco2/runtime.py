@@ -22,7 +22,7 @@ from eco2 import errors
 from eco2.clients import Clients
 from eco2.context import Context
 from eco2.function import Function, Route
-from eco2.logs import request_id_var
+from eco2.logs import function_var, request_id_var
 from eco2.metrics import Metrics
 from eco2.security import ACCESS_COOKIE, bearer
 
@@ -102,6 +102,7 @@ class Runtime:
         started = time.perf_counter()
         request_id = self._request_id(request)
         token = request_id_var.set(request_id)
+        function_token = function_var.set(self.function.name)
         label = ["unmatched"]
         self.metrics.in_flight_child.inc()
         try:
@@ -128,6 +129,7 @@ class Runtime:
                 },
             )
         request_id_var.reset(token)
+        function_var.reset(function_token)
         return response
 
     def _request_id(self, request: Request) -> str:

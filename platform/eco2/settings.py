@@ -120,6 +120,8 @@ class Settings:
     s3_endpoint_url: str = ""
     s3_bucket: str = "eco2-images"
     s3_region: str = "ap-northeast-2"
+    aws_access_key_id: str = ""
+    aws_secret_access_key: Secret = field(default_factory=lambda: Secret(""))
     cdn_base_url: str = ""
     openai_base_url: str = ""
     openai_api_key: Secret = field(default_factory=lambda: Secret(""))
@@ -202,6 +204,8 @@ class Settings:
             s3_endpoint_url=reader.text("S3_ENDPOINT_URL", ""),
             s3_bucket=reader.text("S3_BUCKET", "eco2-images"),
             s3_region=reader.text("AWS_REGION", "ap-northeast-2"),
+            aws_access_key_id=reader.text("AWS_ACCESS_KEY_ID", ""),
+            aws_secret_access_key=Secret(reader.text("AWS_SECRET_ACCESS_KEY", "")),
             cdn_base_url=reader.text("CDN_BASE_URL", ""),
             openai_base_url=reader.text("OPENAI_BASE_URL", ""),
             openai_api_key=Secret(reader.text("OPENAI_API_KEY", "")),

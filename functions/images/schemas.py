@@ -1,0 +1,39 @@
+"""The images function's HTTP shapes (API.md "images")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class UploadRequest(BaseModel):
+    filename: str = Field(
+        min_length=1, max_length=1024, description="The user's file name; only its last part is kept."
+    )
+    content_type: str = Field(min_length=1, max_length=255, description="image/jpeg, image/png, image/webp, …")
+
+
+class UploadTicket(BaseModel):
+    key: str = Field(description="{channel}/{uuid-hex}{.ext}")
+    upload_url: str = Field(description="Presigned S3 PUT URL; send the raw bytes with required_headers.")
+    cdn_url: str = Field(description="Where the image is served once uploaded.")
+    expires_in: int = Field(description="Seconds the upload URL stays valid.")
+    required_headers: dict[str, str] = Field(description="Headers the PUT must carry exactly (they are signed).")
+    filename: str = Field(description="The file name as kept (path components stripped).")
+
+
+class UploadCallback(BaseModel):
+    key: str = Field(min_length=1, max_length=512)
+    etag: str | None = Field(default=None, max_length=256, description="The ETag S3 answered to the PUT, if known.")
+
+
+class ImageRecord(BaseModel):
+    key: str
+    channel: str
+    content_type: str
+    size: int
+    etag: str
+    cdn_url: str
+    uploaded_at: datetime
+    filename: str
