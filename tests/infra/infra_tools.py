@@ -130,3 +130,40 @@ def ansible_vars() -> dict[str, Any]:
     for path in sorted((ANSIBLE / "group_vars" / "all").glob("*.yml")):
         merged.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     return merged
+
+
+# -- a sample `terraform output -json` -------------------------------------------------------------------
+DOMAINS = ["auth", "my", "scan", "character", "location", "info", "chat"]
+
+
+def sample_outputs() -> dict[str, Any]:
+    """`terraform output -json` of an env root, in the shape infra/terraform/modules/nodes/outputs.tf writes."""
+    nodes: dict[str, dict[str, Any]] = {}
+    layout = [("k8s-control-plane", "control-plane", "")]
+    layout += [(f"k8s-api-{d}", "api", d) for d in DOMAINS]
+    layout += [("k8s-worker-1", "worker", ""), ("k8s-worker-2", "worker", "")]
+    layout += [(f"k8s-{r}", r, "") for r in ("rabbitmq", "postgresql", "redis", "monitoring")]
+    for i, (name, role, domain) in enumerate(layout):
+        az = f"ap-northeast-2{'abc'[i % 3]}"
+        instance = f"i-{i:017x}"
+        nodes[name] = {
+            "instance_id": instance,
+            "private_ip": f"10.20.{16 + i % 3 * 16}.{10 + i}",
+            "public_ip": "198.51.100.7" if role == "control-plane" else None,
+            "az": az,
+            "role": role,
+            "domain": domain,
+            "provider_id": f"aws:///{az}/{instance}",
+        }
+    values = {
+        "nodes": nodes,
+        "cluster_name": "eco2-dev",
+        "region": "ap-northeast-2",
+        "vpc_id": "vpc-0123456789abcdef0",
+        "api_domain": "api.dev.eco2.example",
+        "alb_name": "eco2-dev-api",
+        "alb_security_group_id": "sg-0123456789abcdef0",
+        "api_certificate_arn": "arn:aws:acm:ap-northeast-2:123456789012:certificate/x",
+        "images_bucket": "eco2-dev-images",
+    }
+    return {k: {"value": v, "type": "whatever", "sensitive": False} for k, v in values.items()}

@@ -14,7 +14,7 @@ from infra_tools import K8S, ROOT, TERRAFORM, kustomize, overlays, run, tf_files
 
 # --skip-download: no call to the vendor's platform (guidelines, policies); with unshare (infra_tools.run)
 # there is no network at all.
-CHECKOV_FLAGS = ["--skip-download", "--quiet", "--compact", "--output", "json", "--soft-fail-on", "LOW"]
+CHECKOV_FLAGS = ["--skip-download", "--quiet", "--compact", "--output", "json"]
 TF_SKIP = re.compile(r"#\s*checkov:skip=(CKV2?_[A-Z0-9_]+)(:(.*))?")
 K8S_SKIP = re.compile(r"checkov\.io/skip\d+:\s*(CKV2?_[A-Z0-9_]+)(=(.*))?")
 
@@ -49,7 +49,9 @@ def test_checkov_terraform() -> None:
 def test_checkov_kubernetes_on_built_overlays(tmp_path: Path) -> None:
     for directory in overlays():
         name = "_".join(directory.relative_to(K8S).parts)
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(kustomize(directory), sort_keys=False), encoding="utf-8")
+        (tmp_path / f"{name}.yaml").write_text(
+            yaml.safe_dump_all(kustomize(directory), sort_keys=False), encoding="utf-8"
+        )
     report, done = _checkov("-d", str(tmp_path), "--framework", "kubernetes")
     failed = _failures(report)
     assert not failed, "checkov (kubernetes) failed:\n" + "\n".join(failed)

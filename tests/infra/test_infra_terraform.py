@@ -46,7 +46,13 @@ def test_tfvars_parse_and_set_every_instance_type() -> None:
     for env in ("dev", "prod"):
         tfvars = hcl(TERRAFORM / "envs" / env / "terraform.tfvars")
         assert set(tfvars["instance_types"]) == {
-            "control_plane", "api", "worker", "rabbitmq", "postgresql", "redis", "monitoring",
+            "control_plane",
+            "api",
+            "worker",
+            "rabbitmq",
+            "postgresql",
+            "redis",
+            "monitoring",
         }, env
         assert "0.0.0.0/0" not in tfvars["ssh_allowed_cidrs"]
 
@@ -193,7 +199,9 @@ def test_cluster_ports_open_between_nodes_only() -> None:
 def test_egress_to_the_internet_is_http_and_https_only() -> None:
     for name, body in _rules("egress"):
         if _is_anywhere(body):
-            assert (body["from_port"], body["to_port"], body["ip_protocol"]) in {(443, 443, "tcp"), (80, 80, "tcp")}, name
+            assert (body["from_port"], body["to_port"], body["ip_protocol"]) in {(443, 443, "tcp"), (80, 80, "tcp")}, (
+                name
+            )
 
 
 # -- images bucket, CDN, certificates ----------------------------------------------------------------------
@@ -278,5 +286,14 @@ def test_outputs_name_what_the_inventory_reads() -> None:
     assert "aws:///${n.availability_zone}/${n.id}" in nodes_output["value"]
     for env in ("dev", "prod"):
         names = {k for o in hcl(TERRAFORM / "envs" / env / "outputs.tf")["output"] for k in o}
-        assert {"nodes", "cluster_name", "region", "vpc_id", "alb_name", "alb_security_group_id",
-                "api_certificate_arn", "api_domain", "images_bucket"} <= names, env
+        assert {
+            "nodes",
+            "cluster_name",
+            "region",
+            "vpc_id",
+            "alb_name",
+            "alb_security_group_id",
+            "api_certificate_arn",
+            "api_domain",
+            "images_bucket",
+        } <= names, env

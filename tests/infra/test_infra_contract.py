@@ -1,0 +1,81 @@
+"""The public routes of infra/k8s agree with func.yaml: one VirtualService per HTTP function, whose
+prefixes are exactly that function's `ingress` prefixes, and the same object `eco2 manifests` renders
+(so `eco2 deploy` and ArgoCD never disagree about a route)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from infra_tools import K8S, ROOT, kustomize
+
+FUNC_YAML = ROOT / "func.yaml"
+
+
+def _func_yaml() -> dict[str, Any]:
+    if not FUNC_YAML.exists():
+        pytest.fail("func.yaml is missing at the project root")
+    return yaml.safe_load(FUNC_YAML.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def _ingress_by_function() -> dict[str, list[str]]:
+    functions = _func_yaml()["functions"]
+    return {name: list(spec["ingress"]) for name, spec in functions.items() if (spec or {}).get("ingress")}
+
+
+def _base_virtualservices() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted((K8S / "base" / "ingress").glob("virtualservice-*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d)
+    return docs
+
+
+def _prefixes(vs: dict[str, Any]) -> list[str]:
+    """The prefixes a VirtualService serves: each http route matches `exact: P` and `prefix: P/`."""
+    out = []
+    for http in vs["spec"]["http"]:
+        uris = [m["uri"] for m in http["match"]]
+        exact = [u["exact"] for u in uris if "exact" in u]
+        prefix = [u["prefix"] for u in uris if "prefix" in u]
+        assert len(exact) == 1 and prefix == [exact[0].rstrip("/") + "/"], uris
+        out.append(exact[0])
+    return out
+
+
+def test_virtualservice_prefixes_are_func_yaml_ingress_prefixes() -> None:
+    expected = {(name, prefix) for name, prefixes in _ingress_by_function().items() for prefix in prefixes}
+    actual = {(vs["metadata"]["name"], p) for vs in _base_virtualservices() for p in _prefixes(vs)}
+    assert actual == expected, (
+        f"routes only in infra/k8s: {sorted(actual - expected)}; only in func.yaml: {sorted(expected - actual)}"
+    )
+
+
+def test_one_virtualservice_per_http_function_in_every_env() -> None:
+    functions = set(_ingress_by_function())
+    for env in ("dev", "prod"):
+        names = {
+            d["metadata"]["name"]
+            for d in kustomize(K8S / "overlays" / env / "ingress")
+            if d["kind"] == "VirtualService"
+        }
+        assert names == functions, env
+
+
+def test_virtualservices_are_what_eco2_manifests_renders() -> None:
+    manifests = pytest.importorskip(
+        "eventing.manifests", reason="the manifest renderer (eventing/manifests.py) is not importable"
+    )
+    funcyaml = pytest.importorskip("eco2.funcyaml")
+    project = funcyaml.load(FUNC_YAML) if hasattr(funcyaml, "load") else None
+    if project is None:
+        pytest.skip("eco2.funcyaml has no load(path)")
+    ours = {vs["metadata"]["name"]: vs for vs in _base_virtualservices()}
+    for name in _ingress_by_function():
+        rendered = manifests.virtual_service(project.get(name), public_host="api.eco2.example")
+        assert rendered == ours[name], name
+
+
+def test_func_yaml_path_is_the_project_root() -> None:
+    assert Path(FUNC_YAML).parent == ROOT
