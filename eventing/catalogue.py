@@ -27,7 +27,9 @@ INFO_NEWS_DUE = "eco2.info.news.collection-scheduled.v1"
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # schemas are built on first use, not at import: a function's cold start does not pay for
+    # the event types it never receives
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ScanRequested(_Data):

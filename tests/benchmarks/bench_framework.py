@@ -166,8 +166,8 @@ def throughput(total: int) -> None:
     print(f"   ratio {ratio:4.2f}x baseline req/s ({'meets' if ratio >= 0.9 else 'misses'} the 0.9x goal)")
 
 
-def users_me(env: dict[str, str], total: int) -> None:
-    print(f"\n3) GET /api/v1/users/me, real PostgreSQL + Redis, 50 concurrent, {total} requests")
+def users_me(env: dict[str, str], total: int, workers: str) -> None:
+    print(f"\n3) GET /api/v1/users/me, real PostgreSQL + Redis, 50 concurrent, {total} requests, {workers} worker(s)")
     from eco2.db import Database
     from eco2.settings import Settings
     from eco2.tokens import TokenCodec
@@ -188,8 +188,10 @@ def users_me(env: dict[str, str], total: int) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     load.run(port, "/api/v1/users/me", concurrency=50, total=1000, headers=headers)
     result = measure(port, "/api/v1/users/me", 50, total, headers)
+    single = measure(port, "/api/v1/users/me", 1, total // 5, headers)
     stop(proc)
-    print("   " + result.line("users/me"))
+    print("   " + result.line("users/me, 50 in flight"))
+    print("   " + single.line("users/me, 1 in flight (service time)"))
     print(f"   p99 {result.pct(99):.2f} ms ({'meets' if result.pct(99) < 10 else 'misses'} the 10 ms goal)")
 
 
@@ -201,14 +203,16 @@ def main() -> None:
     runs, total = (3, 3000) if args.quick else (5, 20000)
     print(f"eco2 framework benchmarks — {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     url = database()
-    env = {"ECO2_ENV": "test", "DATABASE_URL": url, "REDIS_URL": REDIS, "JWT_SECRET": SECRET, "LOG_LEVEL": "INFO"}
+    env = {"ECO2_ENV": "test", "DATABASE_URL": url, "REDIS_URL": REDIS, "JWT_SECRET": SECRET, "LOG_LEVEL": "INFO",
+           "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/%2F", "ECO2_BROKER": "bench"}
     try:
         if args.only in (None, "cold"):
             cold_starts(env, runs)
         if args.only in (None, "throughput"):
             throughput(total)
         if args.only in (None, "users"):
-            users_me(env, total // 2)
+            users_me(env, total // 2, "1")
+            users_me(env, total // 2, "2")
     finally:
         drop(url)
 
