@@ -10,6 +10,7 @@ exponential backoff; after the last try the event is dead-lettered with the `kna
 from __future__ import annotations
 
 import base64
+import http.client
 import logging
 import re
 import threading
@@ -17,8 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import requests
+from urllib.parse import urlsplit
 
 log = logging.getLogger("eco2.broker")
 RETRYABLE_4XX = frozenset({404, 409, 429})
@@ -83,7 +83,8 @@ class Message:
         attrs.pop("datacontenttype", None)
         if not all(attrs.get(k) for k in ("specversion", "id", "source", "type")):
             return None
-        return cls(attrs, body, headers.get("Content-Type", "application/json"))
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
+        return cls(attrs, body, content_type)
 
 
 @dataclass
@@ -95,20 +96,61 @@ class Outcome:
     dead_letter: Message | None = None
 
 
+class _Connections:
+    """Keep-alive HTTP connections, one per thread and subscriber (http.client: far less CPU per
+    delivery than a requests.Session, which matters when a dispatcher runs hundreds per second)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "", parts.port)
+        pool: dict[tuple[str, str, int | None], http.client.HTTPConnection] = self._local.__dict__.setdefault(
+            "pool", {}
+        )
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        for attempt in (1, 2):
+            conn = pool.get(key)
+            if conn is None:
+                cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                conn = cls(parts.hostname or "", parts.port, timeout=timeout)
+                pool[key] = conn
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                if response.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    pool.pop(key, None)
+                return response.status, {k: v for k, v in response.getheaders()}, data
+            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine) as exc:
+                conn.close()
+                pool.pop(key, None)
+                if attempt == 2 or not _reusable_failure(exc):
+                    raise
+            except BaseException:
+                conn.close()
+                pool.pop(key, None)
+                raise
+        raise AssertionError("unreachable")
+
+
+def _reusable_failure(exc: BaseException) -> bool:
+    """A kept-alive connection the server had closed: retry once on a fresh one."""
+    return isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError)
+
+
 class Deliverer:
-    """Delivers one message to one Trigger's subscriber; thread-safe (a session per thread)."""
+    """Delivers one message to one Trigger's subscriber; thread-safe (connections per thread)."""
 
     def __init__(self, trigger: TriggerSpec, stopping: threading.Event | None = None) -> None:
         self.trigger = trigger
         self.stopping = stopping or threading.Event()
-        self._local = threading.local()
-
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            self._local.session = session
-        return session
+        self._http = _Connections()
 
     def deliver(self, message: Message) -> Outcome:
         spec = self.trigger.delivery
@@ -117,23 +159,22 @@ class Deliverer:
         attempts = 0
         for attempt in range(spec.retry + 1):
             if attempt:
-                # while shutting down, keep retrying but never wait longer than needed
                 time.sleep(spec.backoff(attempt))
             attempts += 1
             try:
-                response = self._session().post(
-                    self.trigger.subscriber, data=message.data, headers=message.http_headers(), timeout=spec.timeout
+                code, headers, content = self._http.post(
+                    self.trigger.subscriber, message.data, message.http_headers(), spec.timeout
                 )
-            except requests.RequestException as exc:
-                code, body = None, str(exc).encode()[:1024]
+            except (OSError, http.client.HTTPException) as exc:
+                code, body = None, f"{type(exc).__name__}: {exc}".encode()[:1024]
                 log.warning(
                     "delivery failed",
                     extra={"trigger": self.trigger.name, "attempt": attempts, "error": type(exc).__name__},
                 )
                 continue
-            code, body = response.status_code, response.content[:1024]
+            body = content[:1024]
             if 200 <= code < 300:
-                reply = Message.from_http(response.headers, response.content)
+                reply = Message.from_http(headers, content)
                 return Outcome("delivered", attempts, code, reply=reply)
             if 400 <= code < 500 and code not in RETRYABLE_4XX:
                 break

@@ -126,6 +126,7 @@ def main() -> None:
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "THREADS": "16",
+        "WORKERS": os.environ.get("SINK_WORKERS", "1"),  # one pod's worker processes
         "ECO2_ROOT": str(HERE / "_bench"),
     }
     proc = subprocess.Popen(

@@ -203,8 +203,15 @@ def main() -> None:
     runs, total = (3, 3000) if args.quick else (5, 20000)
     print(f"eco2 framework benchmarks — {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     url = database()
-    env = {"ECO2_ENV": "test", "DATABASE_URL": url, "REDIS_URL": REDIS, "JWT_SECRET": SECRET, "LOG_LEVEL": "INFO",
-           "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/%2F", "ECO2_BROKER": "bench"}
+    env = {
+        "ECO2_ENV": "test",
+        "DATABASE_URL": url,
+        "REDIS_URL": REDIS,
+        "JWT_SECRET": SECRET,
+        "LOG_LEVEL": "INFO",
+        "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+        "ECO2_BROKER": "bench",
+    }
     try:
         if args.only in (None, "cold"):
             cold_starts(env, runs)

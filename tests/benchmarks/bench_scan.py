@@ -42,8 +42,7 @@ def one_scan(base: str, token: str, out: list[float], errors: list[str], go: thr
     go.wait()
     t0 = time.perf_counter()
     try:
-        submitted = session.post(f"{base}/api/v1/scan", json={"image_url": "http://127.0.0.1:9/scan/x.jpg"},
-                                 timeout=30)
+        submitted = session.post(f"{base}/api/v1/scan", json={"image_url": "http://127.0.0.1:9/scan/x.jpg"}, timeout=30)
         submitted.raise_for_status()
         stream = submitted.json()["stream_url"]
         with session.get(base + stream, stream=True, timeout=120) as response:
@@ -68,10 +67,19 @@ def main() -> None:
     db = admin.rsplit("/", 1)[0] + "/" + name
     llm = LLMServer()
     llm.reset(vision_delay=VISION, answer_delay=ANSWER)
-    env = {**os.environ, "DATABASE_URL": db, "REDIS_URL": "redis://127.0.0.1:6379/12",
-           "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/%2F", "ECO2_BROKER": f"bench{uuid.uuid4().hex[:6]}",
-           "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": llm.base_url, "LLM_TIMEOUT": "30",
-           "SCAN_IMAGE_HOSTS": "127.0.0.1:9", "JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db,
+        "REDIS_URL": "redis://127.0.0.1:6379/12",
+        "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+        "ECO2_BROKER": f"bench{uuid.uuid4().hex[:6]}",
+        "OPENAI_API_KEY": "sk-bench",
+        "OPENAI_BASE_URL": llm.base_url,
+        "LLM_TIMEOUT": "30",
+        "SCAN_IMAGE_HOSTS": "127.0.0.1:9",
+        "JWT_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
     import redis
 
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
@@ -86,8 +94,9 @@ def main() -> None:
         latencies: list[float] = []
         errors: list[str] = []
         go = threading.Event()
-        threads = [threading.Thread(target=one_scan, args=(base, token, latencies, errors, go))
-                   for _ in range(args.scans)]
+        threads = [
+            threading.Thread(target=one_scan, args=(base, token, latencies, errors, go)) for _ in range(args.scans)
+        ]
         for t in threads:
             t.start()
         started = time.perf_counter()
@@ -96,8 +105,10 @@ def main() -> None:
             t.join()
         wall = time.perf_counter() - started
         llm_total = VISION + ANSWER
-        print(f"eco2 scan pipeline — {os.cpu_count()} CPUs, {args.scans} scans at once, "
-              f"LLM stand-in vision {VISION:.0f} s + answer {ANSWER:.0f} s")
+        print(
+            f"eco2 scan pipeline — {os.cpu_count()} CPUs, {args.scans} scans at once, "
+            f"LLM stand-in vision {VISION:.0f} s + answer {ANSWER:.0f} s"
+        )
         print(f"  completed {len(latencies)}/{args.scans}  errors {len(errors)} {sorted(set(errors))}")
         if latencies:
             print(f"  throughput {len(latencies) / wall:6.1f} scans/s (wall {wall:.1f} s)")
@@ -107,10 +118,18 @@ def main() -> None:
             verdict = "meets" if pct(latencies, 95) - llm_total <= 1.0 else "misses"
             print(f"  goal: p95 within 1 s of the LLM delays -> {verdict}")
         print(f"  LLM calls: vision {llm.calls('vision')}, answer {llm.calls('answer')}")
-        print(json.dumps({"scans": args.scans, "completed": len(latencies), "errors": len(errors),
-                          "p50": round(pct(latencies, 50), 3) if latencies else None,
-                          "p95": round(pct(latencies, 95), 3) if latencies else None,
-                          "p99": round(pct(latencies, 99), 3) if latencies else None}))
+        print(
+            json.dumps(
+                {
+                    "scans": args.scans,
+                    "completed": len(latencies),
+                    "errors": len(errors),
+                    "p50": round(pct(latencies, 50), 3) if latencies else None,
+                    "p95": round(pct(latencies, 95), 3) if latencies else None,
+                    "p99": round(pct(latencies, 99), 3) if latencies else None,
+                }
+            )
+        )
     finally:
         stop(proc)
         llm.close()

@@ -96,7 +96,18 @@ def wrk(
 
     if shutil.which("wrk") is None:
         return None
-    cmd = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds}s", "--latency", "--timeout", "10s"]
+    cmd = [
+        "wrk",
+        "-t",
+        str(min(2, concurrency)),
+        "-c",
+        str(concurrency),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
     for key, value in (headers or {}).items():
         cmd += ["-H", f"{key}: {value}"]
     out = subprocess.run([*cmd, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
