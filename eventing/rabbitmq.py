@@ -15,8 +15,10 @@ succeeded. It reconnects when RabbitMQ goes away and drains in-flight deliveries
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterable
@@ -83,36 +85,50 @@ def from_amqp(props: pika.BasicProperties, body: bytes) -> Message:
     return Message(attributes, body, props.content_type or "application/json")
 
 
-class AmqpPublisher:
-    """Publishes to the broker exchange with confirms; thread-safe; reconnects on failure."""
+class _Channel:
+    def __init__(self, url: str, names: Names) -> None:
+        self.connection = connect(url)
+        self.channel = self.connection.channel()
+        self.channel.confirm_delivery()
+        declare(self.channel, names)
 
-    def __init__(self, url: str, broker: str = "eco2") -> None:
+    def close(self) -> None:
+        with contextlib.suppress(AMQPError, OSError):
+            if self.connection.is_open:
+                self.connection.close()
+
+
+class AmqpPublisher:
+    """Publishes to the broker exchange with publisher confirms; reconnects on failure.
+
+    A small pool of connections (pika connections are not thread-safe): concurrent requests wait
+    for their confirms in parallel, up to `size` at once, instead of queueing behind one lock.
+    """
+
+    def __init__(self, url: str, broker: str = "eco2", size: int = 8) -> None:
         self.url = url
         self.names = Names(broker)
-        self._lock = threading.Lock()
-        self._connection: pika.BlockingConnection | None = None
-        self._channel: Any = None
-
-    def _ensure(self) -> Any:
-        if self._connection is None or self._connection.is_closed or self._channel is None or self._channel.is_closed:
-            self._close_quietly()
-            self._connection = connect(self.url)
-            self._channel = self._connection.channel()
-            self._channel.confirm_delivery()
-            declare(self._channel, self.names)
-        return self._channel
+        self._idle: queue.LifoQueue[_Channel] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
 
     def _publish(self, exchange: str, routing_key: str, message: Message, extra: dict[str, str] | None = None) -> None:
         props, body = to_amqp(message)
         if extra:
             props.headers = {**(props.headers or {}), **extra}
-        with self._lock:
+        with self._slots:
             for attempt in range(3):
                 try:
-                    self._ensure().basic_publish(exchange, routing_key, body, props, mandatory=False)
+                    entry = self._idle.get_nowait()
+                except queue.Empty:
+                    entry = None
+                try:
+                    entry = entry or _Channel(self.url, self.names)
+                    entry.channel.basic_publish(exchange, routing_key, body, props, mandatory=False)
+                    self._idle.put(entry)
                     return
-                except AMQPError as exc:
-                    self._close_quietly()
+                except (AMQPError, OSError) as exc:
+                    if entry is not None:
+                        entry.close()
                     if attempt == 2:
                         raise
                     log.warning("publish failed, reconnecting", extra={"error": type(exc).__name__})
@@ -128,21 +144,23 @@ class AmqpPublisher:
         self._publish("", self.names.queue(trigger), message)
 
     def ping(self) -> None:
-        with self._lock:
-            self._ensure()
-
-    def _close_quietly(self) -> None:
-        try:
-            if self._connection is not None and self._connection.is_open:
-                self._connection.close()
-        except AMQPError:
-            pass
-        self._connection = None
-        self._channel = None
+        with self._slots:
+            try:
+                entry = self._idle.get_nowait()
+            except queue.Empty:
+                entry = _Channel(self.url, self.names)
+            if entry.connection.is_open:
+                self._idle.put(entry)
+            else:
+                entry.close()
+                raise AMQPError("connection closed")
 
     def close(self) -> None:
-        with self._lock:
-            self._close_quietly()
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 class Dispatcher(threading.Thread):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from redis.exceptions import RedisError
 
 from eco2.errors import BadRequest, NotFound, ServiceUnavailable
 from functions.common.scanjobs import JobStore
@@ -15,6 +18,7 @@ from functions.scan.schemas import ScanAccepted, ScanRequest
 if TYPE_CHECKING:
     import redis
 
+log = logging.getLogger("eco2.scan")
 IDEMPOTENCY_TTL = 3600
 KEEPALIVE_SECONDS = 15
 STREAM_LIMIT_SECONDS = 600
@@ -111,7 +115,12 @@ def _frames(store: JobStore, job_id: str, last_event_id: str | None, clock: Call
     started = clock()
     yield "retry: 3000\n\n"
     while clock() - started < STREAM_LIMIT_SECONDS:
-        entries = store.read(job_id, after, block_ms=KEEPALIVE_SECONDS * 1000)
+        try:
+            entries = store.read(job_id, after, block_ms=KEEPALIVE_SECONDS * 1000)
+        except RedisError:
+            # end the stream cleanly: the browser reconnects (retry: 3000) with Last-Event-ID
+            log.warning("progress stream interrupted by Redis", extra={"job_id": job_id})
+            return
         if not entries:
             yield f"event: keepalive\ndata: {json.dumps({'job_id': job_id})}\n\n"
             continue

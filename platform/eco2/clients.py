@@ -76,9 +76,18 @@ class Clients:
         else:
             import redis as redis_lib
 
-            client = redis_lib.Redis.from_url(
-                url, decode_responses=True, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
+            # A blocking pool: past the limit a caller waits (backpressure) instead of failing, and
+            # long-lived readers (SSE streams blocking on XREAD) each hold one connection.
+            pool = redis_lib.BlockingConnectionPool.from_url(
+                url,
+                max_connections=self.settings.redis_max_connections,
+                timeout=20,
+                decode_responses=True,
+                socket_timeout=30,
+                socket_connect_timeout=3,
+                health_check_interval=30,
             )
+            client = redis_lib.Redis(connection_pool=pool)
         self._closers.append(client.close)
         return client
 

@@ -114,6 +114,7 @@ class Settings:
     database_url: Secret = field(default_factory=lambda: Secret(""))
     database_pool_size: int = 5
     redis_url: Secret = field(default_factory=lambda: Secret(""))
+    redis_max_connections: int = 1000
     rabbitmq_url: Secret = field(default_factory=lambda: Secret(""))
     broker_url: str = ""  # K_SINK: the Knative broker ingress
     broker_name: str = "eco2"
@@ -198,6 +199,7 @@ class Settings:
             database_url=Secret(reader.text("DATABASE_URL", "")),
             database_pool_size=reader.integer("DATABASE_POOL_SIZE", 5, minimum=1),
             redis_url=Secret(reader.text("REDIS_URL", "")),
+            redis_max_connections=reader.integer("REDIS_MAX_CONNECTIONS", 1000, minimum=1),
             rabbitmq_url=Secret(reader.text("RABBITMQ_URL", "")),
             broker_url=reader.text("K_SINK", "") or reader.text("BROKER_URL", ""),
             broker_name=reader.text("ECO2_BROKER", "eco2"),

@@ -12,6 +12,7 @@ queue wait. Goal here: p95 within 1 s of the LLM delays at 200 concurrent scans.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -36,6 +37,24 @@ def pct(values: list[float], q: float) -> float:
     return data[min(len(data) - 1, int(q / 100 * len(data)))]
 
 
+STAGE_GAPS: list[dict[str, float]] = []
+
+
+def gaps(events: list[tuple[str, str, str]]) -> dict[str, float]:
+    """Seconds between progress events (server timestamps): where a scan's time went."""
+    from datetime import datetime
+
+    stamps = {(stage, status): datetime.fromisoformat(ts).timestamp() for stage, status, ts in events}
+    order = [("queued", "completed"), ("vision", "started"), ("vision", "completed"), ("answer", "started"),
+             ("answer", "completed"), ("done", "completed")]
+    names = ["dispatch", "vision", "rule", "answer", "reward+done"]
+    out = {}
+    for name, (a, b) in zip(names, itertools.pairwise(order), strict=True):
+        if a in stamps and b in stamps:
+            out[name] = stamps[b] - stamps[a]
+    return out
+
+
 def one_scan(base: str, token: str, out: list[float], errors: list[str], go: threading.Event) -> None:
     session = requests.Session()
     session.cookies.set("s_access", token)
@@ -45,11 +64,16 @@ def one_scan(base: str, token: str, out: list[float], errors: list[str], go: thr
         submitted = session.post(f"{base}/api/v1/scan", json={"image_url": "http://127.0.0.1:9/scan/x.jpg"}, timeout=30)
         submitted.raise_for_status()
         stream = submitted.json()["stream_url"]
+        seen: list[tuple[str, str, str]] = []
         with session.get(base + stream, stream=True, timeout=120) as response:
             for line in response.iter_lines(decode_unicode=True):
-                if line == "event: done":
-                    break
+                if line.startswith("data: ") and '"stage"' in line:
+                    data = json.loads(line[6:])
+                    seen.append((data["stage"], data["status"], data["ts"]))
+                    if data["stage"] == "done":
+                        break
         out.append(time.perf_counter() - t0)
+        STAGE_GAPS.append(gaps(seen))
     except Exception as exc:  # counted and printed, never hidden
         errors.append(type(exc).__name__)
 
@@ -118,6 +142,11 @@ def main() -> None:
             verdict = "meets" if pct(latencies, 95) - llm_total <= 1.0 else "misses"
             print(f"  goal: p95 within 1 s of the LLM delays -> {verdict}")
         print(f"  LLM calls: vision {llm.calls('vision')}, answer {llm.calls('answer')}")
+        print("  where the time went (server timestamps, p50 / p95 seconds):")
+        for name in ("dispatch", "vision", "rule", "answer", "reward+done"):
+            values = [g[name] for g in STAGE_GAPS if name in g]
+            if values:
+                print(f"    {name:<12} {pct(values, 50):6.2f} / {pct(values, 95):6.2f}")
         print(
             json.dumps(
                 {
