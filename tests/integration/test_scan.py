@@ -324,3 +324,27 @@ def test_offline_classifier_says_so(
     assert body["pipeline_result"]["classifier"] == "offline"
     assert "오프라인" in body["message"]
     assert body["pipeline_result"]["classification_result"]["classification"]["middle_category"] == "무색페트병"
+
+
+def test_stream_sends_keepalives_while_nothing_happens(scan: FunctionClient, sink: EventSink, redis_url: str) -> None:
+    """With no new event within the keepalive interval the stream says it is alive, and it stops
+    at its time limit (here driven by a fake clock) instead of hanging."""
+    import redis
+
+    from functions.common.scanjobs import JobStore
+    from functions.scan import service
+
+    _, headers = token(scan)
+    job = submit(scan, headers)["job_id"]
+    store = JobStore(redis.Redis.from_url(redis_url, decode_responses=True))
+    ticks = iter([0.0, 0.0, 1.0, service.STREAM_LIMIT_SECONDS + 1])
+    original = service.KEEPALIVE_SECONDS
+    service.KEEPALIVE_SECONDS = 1
+    try:
+        frames = [f.decode() for f in service.sse_events(store, job, None, lambda: next(ticks))]
+    finally:
+        service.KEEPALIVE_SECONDS = original
+    assert frames[0].startswith("retry:")
+    assert frames[1].startswith("id: ") and "event: queued" in frames[1]
+    assert frames[2].startswith("event: keepalive")
+    assert len(frames) == 3  # the limit ended the stream; the browser reconnects with Last-Event-ID
