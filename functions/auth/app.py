@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,9 @@ def _request(ctx: Context) -> Request:
     return ctx.request
 
 
+STATE_COOKIE = "s_oauth_state"
+
+
 def _set_session_cookies(ctx: Context, tokens: service.TokenPair) -> None:
     codec = ctx.clients.tokens
     ctx.set_cookie(ACCESS_COOKIE, tokens.access.token, codec.ttl("access"))
@@ -48,6 +52,8 @@ def authorize(ctx: Context, provider: str, query: AuthorizeQuery) -> AuthorizeRe
     """Start a sign-in: a single-use state and the provider's authorization URL."""
     origin = _request(ctx).headers.get("X-Frontend-Origin")
     data = service.start_authorization(ctx.redis, ctx.settings, provider, query.redirect_uri, origin)
+    # binds the sign-in to this browser: the callback must come back with the same cookie
+    ctx.set_cookie(STATE_COOKIE, data.state, ctx.settings.oauth_state_ttl)
     ctx.headers["Cache-Control"] = "no-store"
     return AuthorizeResponse(data=data)
 
@@ -55,6 +61,9 @@ def authorize(ctx: Context, provider: str, query: AuthorizeQuery) -> AuthorizeRe
 @fn.get("/api/v1/auth/{provider}/callback", query=CallbackQuery)
 def callback(ctx: Context, provider: str, query: CallbackQuery) -> Response:
     """The provider sends the browser here: sign in, set the cookies, redirect to the app."""
+    cookie = _request(ctx).cookies.get(STATE_COOKIE, "")
+    bound = bool(cookie and query.state) and hmac.compare_digest(cookie, query.state or "")
+    ctx.delete_cookie(STATE_COOKIE)
     outcome = service.complete_sign_in(
         ctx.db,
         ctx.redis,
@@ -64,6 +73,7 @@ def callback(ctx: Context, provider: str, query: CallbackQuery) -> Response:
         code=query.code,
         state=query.state,
         error=query.error,
+        browser_bound=bound,
     )
     if outcome.tokens is not None:
         _set_session_cookies(ctx, outcome.tokens)

@@ -183,9 +183,14 @@ def complete_sign_in(
     code: str | None,
     state: str | None,
     error: str | None = None,
+    browser_bound: bool = True,
     now: datetime | None = None,
 ) -> SignInOutcome:
-    """Never raises: success and every failure are a place to send the browser."""
+    """Never raises: success and every failure are a place to send the browser.
+
+    `browser_bound` says the callback came from the browser that started the sign-in (its
+    state cookie matches): without it a forged callback link could sign a victim into the
+    attacker's account (RFC 6749 §10.12)."""
     origin = default_origin(settings)
     try:
         if not is_known(provider_name):
@@ -195,6 +200,8 @@ def complete_sign_in(
             origin = record.origin
         if record.provider != provider_name:
             raise SignInFailed(f"state was issued for {record.provider}")
+        if not browser_bound:
+            raise SignInFailed("the state was started in another browser")
         if error:
             raise SignInFailed(f"provider redirected with error={_ERROR_CODE_RE.sub('', error)[:64]}")
         if not code:

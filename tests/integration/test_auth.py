@@ -129,6 +129,11 @@ def set_cookies(response: TestResponse) -> dict[str, Any]:
     return jar
 
 
+def session_cookies(response: TestResponse) -> dict[str, Any]:
+    """The session cookies a response sets (the sign-in state cookie is cleared on every callback)."""
+    return {k: v for k, v in set_cookies(response).items() if k != "s_oauth_state"}
+
+
 def session_of(response: TestResponse) -> tuple[str, str]:
     jar = set_cookies(response)
     return jar["s_access"].value, jar["s_refresh"].value
@@ -210,7 +215,8 @@ def test_full_code_flow(
     assert rds.exists(f"oauth:state:{data['state']}") == 0  # consumed
 
     jar = set_cookies(done)
-    assert set(jar) == {"s_access", "s_refresh"}
+    assert set(jar) == {"s_access", "s_refresh", "s_oauth_state"}
+    assert jar["s_oauth_state"].value == "" and int(jar["s_oauth_state"]["max-age"]) == 0  # used up
     for name, lifetime in (("s_access", 3600), ("s_refresh", 14 * 24 * 3600)):
         morsel = jar[name]
         assert morsel["httponly"] and morsel["samesite"] == "Lax" and morsel["path"] == "/"
@@ -271,7 +277,9 @@ def test_concurrent_first_sign_ins_make_one_user(auth: FunctionClient, db: psyco
     app = auth.app
 
     def finish(query: dict[str, str]) -> str:
-        return str(app.test_client().get("/api/v1/auth/kakao/callback", query_string=query).headers["Location"])
+        browser = app.test_client()  # each sign-in in a browser of its own, holding its state cookie
+        browser.set_cookie("s_oauth_state", query["state"])
+        return str(browser.get("/api/v1/auth/kakao/callback", query_string=query).headers["Location"])
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(finish, returns)) == [HOME] * 4
@@ -331,7 +339,7 @@ def test_wrong_verifier_in_state_fails_the_sign_in(
     rds.set(key, json.dumps({**record, "code_verifier": "x" * 64}), keepttl=True)
     done = come_back(auth, "google", visit_provider(started["authorization_url"]))
     assert done.status_code == 302 and done.headers["Location"] == FAILED
-    assert not set_cookies(done) and count(db, "users") == 0
+    assert not session_cookies(done) and count(db, "users") == 0
 
 
 def test_dev_provider_sign_in_page(server: OAuthServer) -> None:
@@ -362,7 +370,7 @@ def test_state_is_single_use(auth: FunctionClient, server: OAuthServer) -> None:
     query = visit_provider(started["authorization_url"])
     assert come_back(auth, "kakao", query).headers["Location"] == HOME
     replay = come_back(auth, "kakao", query)
-    assert replay.status_code == 302 and replay.headers["Location"] == FAILED and not set_cookies(replay)
+    assert replay.status_code == 302 and replay.headers["Location"] == FAILED and not session_cookies(replay)
     assert server.calls("token") == 1  # the replay never reached the provider
 
 
@@ -397,7 +405,7 @@ def test_state_of_another_provider(auth: FunctionClient, rds: redis_lib.Redis) -
 )
 def test_bad_callbacks_redirect_to_the_login_page(auth: FunctionClient, query: dict[str, str]) -> None:
     done = come_back(auth, "kakao", query)
-    assert done.status_code == 302 and done.headers["Location"] == FAILED and not set_cookies(done)
+    assert done.status_code == 302 and done.headers["Location"] == FAILED and not session_cookies(done)
 
 
 def test_callback_of_an_unknown_provider(auth: FunctionClient) -> None:
@@ -500,7 +508,7 @@ def test_provider_errors_redirect_to_the_login_page(
     server.fail(endpoint, status=status, body=body)
     with caplog.at_level(logging.WARNING, logger="eco2.auth"):
         done = come_back(auth, provider, query)
-    assert done.status_code == 302 and done.headers["Location"] == FAILED and not set_cookies(done)
+    assert done.status_code == 302 and done.headers["Location"] == FAILED and not session_cookies(done)
     assert server.calls(endpoint) == 1 and count(db, "users") == 0
     reasons = [getattr(r, "reason", "") for r in caplog.records if r.getMessage() == "oauth sign-in failed"]
     assert len(reasons) == 1 and endpoint in reasons[0], reasons
@@ -552,7 +560,7 @@ def test_refresh_rotation(auth: FunctionClient, users: FunctionClient) -> None:
 
     reused = post(auth, "/api/v1/auth/refresh", {"s_refresh": refresh})
     assert_error(reused, 401, "REFRESH_TOKEN_REUSED")
-    assert not set_cookies(reused)
+    assert not session_cookies(reused)
 
     # the chain goes on with the new one, through the header this time (a non-browser caller)
     by_header = post(auth, "/api/v1/auth/refresh", headers={"X-Refresh-Token": f"Bearer {new_refresh}"})
@@ -688,3 +696,18 @@ def test_token_rules_on_users_me(auth: FunctionClient, users: FunctionClient, rd
     # revoked → 403
     rds.set(f"blacklist:{claims['jti']}", "1", ex=60)
     assert_error(me(users, access), 403, "TOKEN_REVOKED")
+
+
+def test_callback_from_another_browser_is_refused(auth: FunctionClient, provider_server: OAuthServer) -> None:
+    """Login CSRF: a callback link made from an attacker's own sign-in fails in the victim's browser
+    (the state cookie set when the sign-in started is missing or different)."""
+    started = start(auth, "kakao")
+    query = visit_provider(started.json["data"]["authorization_url"], nickname="attacker")
+    auth.http.delete_cookie("s_oauth_state")  # the victim's browser never started this sign-in
+    victim = come_back(auth, "kakao", query)
+    assert victim.status_code == 302 and victim.headers["Location"] == FAILED
+    assert "s_access" not in set_cookies(victim)
+    started = start(auth, "kakao")
+    query = visit_provider(started.json["data"]["authorization_url"], nickname="attacker")
+    auth.set_cookie("s_oauth_state", "another-sign-in")
+    assert come_back(auth, "kakao", query).headers["Location"] == FAILED
