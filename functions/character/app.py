@@ -9,6 +9,7 @@ from eco2.runtime import json_response
 from eventing.catalogue import CHARACTER_GRANTED, SCAN_COMPLETED, CharacterGranted, ScanCompleted
 from functions.character import service
 from functions.character.schemas import CatalogEntry
+from functions.common.ownership import grant_from_event
 
 fn = Function("character", uses=("db", "events"), description="The character catalogue and rewards.")
 
@@ -26,7 +27,7 @@ def on_scan_completed(ctx: Context, event: Event[ScanCompleted]) -> None:
     scan = event.data
     if scan.reward_character_code is None:
         return
-    if service.grant_reward(ctx.db, scan.user_id, scan.reward_character_code):
+    if grant_from_event(ctx.db, scan.user_id, scan.reward_character_code, source="scan"):
         ctx.publish(
             CHARACTER_GRANTED,
             CharacterGranted(

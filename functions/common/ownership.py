@@ -24,3 +24,22 @@ def grant(session: Session, user_id: uuid.UUID, code: str, source: str) -> bool:
     except IntegrityError:  # a concurrent grant won the race: same outcome
         return False
     return True
+
+
+def grant_from_event(session: Session, user_id: str, code: str, source: str) -> bool:
+    """A grant carried by an event: True when the user now owns the character for the first time;
+    False for a repeat or a user who has since deleted the account. An unknown character or a
+    malformed user id can never succeed, so it is a 400 (dead-lettered, not retried)."""
+    from eco2.errors import BadRequest
+    from functions.common.characters import catalog
+    from functions.common.models import User
+
+    if catalog().by_code(code) is None:
+        raise BadRequest(f"{code} is not a character in the catalogue", "UNKNOWN_CHARACTER")
+    try:
+        key = uuid.UUID(user_id)
+    except ValueError:
+        raise BadRequest("user_id is not a UUID", "INVALID_USER_ID") from None
+    if session.get(User, key) is None:
+        return False
+    return grant(session, key, code, source=source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from eco2 import Context, Event, Function
 from eco2.security import revoke_all
 from eventing.catalogue import CHARACTER_GRANTED, CharacterGranted
+from functions.common.ownership import grant_from_event
 from functions.users import service
 from functions.users.schemas import OwnedCharacter, Profile, ProfilePatch
 
@@ -42,4 +43,4 @@ def delete_me(ctx: Context) -> None:
 @fn.event(CHARACTER_GRANTED, data=CharacterGranted)
 def on_character_granted(ctx: Context, event: Event[CharacterGranted]) -> None:
     """Keep "my characters" current when the character function grants one (idempotent)."""
-    service.record_grant(ctx.db, event.data.user_id, event.data.character_code, event.data.source)
+    grant_from_event(ctx.db, event.data.user_id, event.data.character_code, event.data.source)

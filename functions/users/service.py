@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from eco2.errors import BadRequest, Unauthorized, Unprocessable
+from eco2.errors import Unauthorized, Unprocessable
 from functions.common.characters import catalog
 from functions.common.models import User, UserCharacter
 from functions.common.ownership import grant
@@ -93,19 +93,6 @@ def owned_characters(session: Session, user_id: str) -> list[OwnedCharacter]:
             )
         )
     return out
-
-
-def record_grant(session: Session, user_id: str, code: str, source: str) -> bool:
-    """A granted character joins the user's collection once; a deleted user's grant is dropped."""
-    if catalog().by_code(code) is None:
-        raise BadRequest(f"{code} is not a character in the catalogue", "UNKNOWN_CHARACTER")
-    try:
-        key = uuid.UUID(user_id)
-    except ValueError:
-        raise BadRequest("user_id is not a UUID", "INVALID_USER_ID") from None
-    if session.get(User, key) is None:
-        return False
-    return grant(session, key, code, source=source)
 
 
 def delete_account(session: Session, user_id: str) -> uuid.UUID:
