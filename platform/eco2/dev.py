@@ -194,6 +194,11 @@ def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) ->
     env, backends = dev_env(root, host, port, os.environ)
     os.environ.update(env)
     gateway = build(root, env)
+    from eco2 import logs
+
+    # lines outside a request (gateway, broker) say "eco2-dev"; each request's lines name their function
+    logs.configure("eco2-dev", env.get("LOG_LEVEL", "INFO"))
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the runtime logs every request already
     server = make_server(host, port, gateway, threaded=True)
     from eventing.local import make_broker
 
