@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("eco2.broker")
 RETRYABLE_4XX = frozenset({404, 409, 429})
-CE_CORE = ("specversion", "id", "source", "type", "subject", "time", "dataschema")
 
 
 def parse_duration(value: str | None, default: float) -> float:
@@ -147,9 +146,8 @@ def _reusable_failure(exc: BaseException) -> bool:
 class Deliverer:
     """Delivers one message to one Trigger's subscriber; thread-safe (connections per thread)."""
 
-    def __init__(self, trigger: TriggerSpec, stopping: threading.Event | None = None) -> None:
+    def __init__(self, trigger: TriggerSpec) -> None:
         self.trigger = trigger
-        self.stopping = stopping or threading.Event()
         self._http = _Connections()
 
     def deliver(self, message: Message) -> Outcome:

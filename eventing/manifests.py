@@ -33,7 +33,7 @@ import yaml
 
 from eco2.funcyaml import TEMPLATE_RE, FunctionSpec, FuncYaml, Subscription
 from eventing.catalogue import CATALOGUE
-from eventing.triggers import dns_label, pingsource_name, schedule_filters, schedule_trigger_name, trigger_name
+from eventing.triggers import pingsource_name, schedule_filters, schedule_trigger_name, trigger_name
 
 PART_OF = "eco2"
 CONTAINER_PORT = 8080
@@ -44,7 +44,6 @@ LOCAL_GATEWAY = "knative-local-gateway.istio-system.svc.cluster.local"
 INGRESS_GATEWAY = "knative-serving/knative-ingress-gateway"
 
 KIND_ORDER = ("RabbitmqBrokerConfig", "Broker", "Service", "Trigger", "PingSource", "VirtualService")
-FUNCTION_KINDS = frozenset({"Service", "Trigger", "PingSource", "VirtualService"})
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 NAME_LABEL = "app.kubernetes.io/name"
 
@@ -58,11 +57,6 @@ class ManifestError(ValueError):
 
 
 # -- names ------------------------------------------------------------------------------------------
-def short_type(event_type: str) -> str:
-    """`eco2.scan.job.completed.v1` -> `scan-job-completed-v1`."""
-    return dns_label(event_type.removeprefix("eco2."))
-
-
 def broker_address(broker: str, namespace: str, cluster_domain: str = "cluster.local") -> str:
     """The broker ingress of the eventing-rabbitmq broker.
 

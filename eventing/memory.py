@@ -34,14 +34,13 @@ class MemoryBroker:
         self._queues: dict[str, queue.Queue[Message | None]] = {}
         self._triggers: list[TriggerSpec] = []
         self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
 
     def start(self, triggers: Iterable[TriggerSpec]) -> None:
         for trigger in triggers:
             self._triggers.append(trigger)
             q: queue.Queue[Message | None] = queue.Queue()
             self._queues[trigger.name] = q
-            deliverer = Deliverer(trigger, self._stopping)
+            deliverer = Deliverer(trigger)
             for i in range(trigger.parallelism):
                 thread = threading.Thread(
                     target=self._work, args=(deliverer, q), name=f"mem-{trigger.name}-{i}", daemon=True
@@ -71,7 +70,7 @@ class MemoryBroker:
                 self.dead_letters.append((deliverer.trigger.name, outcome.dead_letter))
 
     def stop(self) -> None:
-        self._stopping.set()
+
         for trigger in self._triggers:
             for _ in range(trigger.parallelism):
                 self._queues[trigger.name].put(None)

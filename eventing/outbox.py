@@ -9,7 +9,6 @@ consumer like any redelivery.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -151,7 +150,3 @@ class Relay(threading.Thread):
                 relay_once(self.database, self.publisher)
             except Exception:
                 log.warning("outbox not flushed on stop; the next process sends it")
-
-
-def json_data(message: Message) -> Any:
-    return json.loads(message.data)

@@ -176,7 +176,7 @@ class Dispatcher(threading.Thread):
         self.publisher = publisher
         self.drain_seconds = drain_seconds
         self.stopping = threading.Event()
-        self.deliverer = Deliverer(trigger, self.stopping)
+        self.deliverer = Deliverer(trigger)
         self.delivered = 0
         self.dead_lettered = 0
         self.connected = threading.Event()

@@ -18,6 +18,7 @@ from eco2.ce import PING_TYPE, PING_TYPE_EXTENSION
 from eco2.funcyaml import FuncYaml, Schedule
 from eventing.delivery import Message
 from eventing.publisher import make_message
+from eventing.triggers import schedule_filters
 
 log = logging.getLogger("eco2.schedule")
 _RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
@@ -77,18 +78,13 @@ class Cron:
 
 
 def tick(namespace: str, function: str, schedule: Schedule, when: datetime) -> Message:
-    import json
-
-    name = f"{function}-{schedule.name}"
-    message = make_message(
+    return make_message(
         PING_TYPE,
         schedule.data,
-        source=f"/apis/v1/namespaces/{namespace}/pingsources/{name}",
+        source=schedule_filters(namespace, function, schedule)["source"],  # the same as the rendered PingSource
         time=when.isoformat(),
         extensions={PING_TYPE_EXTENSION: schedule.type},
     )
-    message.data = json.dumps(schedule.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return message
 
 
 class Scheduler(threading.Thread):

@@ -44,10 +44,6 @@ class Job:
     current_stage: str
     progress: int
 
-    @property
-    def finished(self) -> bool:
-        return self.status in ("completed", "failed")
-
 
 class JobStore:
     def __init__(self, client: redis.Redis) -> None:

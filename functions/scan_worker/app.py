@@ -47,8 +47,7 @@ def on_scan_requested(ctx: Context, event: Event[ScanRequested]) -> OutEvent | N
     done = store.result(request.job_id)
     if done is None:
         llm = _llm(ctx.clients.openai, ctx.settings)
-        outcome = pipeline.run(store, llm, request.job_id, request.image_url, request.user_input, request.model)
-        done = outcome.result
+        done = pipeline.run(store, llm, request.job_id, request.image_url, request.user_input, request.model)
     return reply(request, done)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -26,13 +25,6 @@ log = logging.getLogger("eco2.scan.pipeline")
 RECYCLABLE = "재활용폐기물"
 UNCLASSIFIED = "미분류"
 OFFLINE_NOTE = "OpenAI 키가 설정되지 않아, 사진 대신 입력한 설명을 분류표와 맞춰 보는 오프라인 분류기가 답했어요."
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: dict[str, Any]
-    reward_code: str | None
-    classification: Vision | None
 
 
 def _classification(vision: Vision) -> dict[str, Any]:
@@ -181,7 +173,9 @@ def reward_stage(vision: Vision, rules: recycling.Rules | None, lacking: list[st
     return catalog().for_category(vision.middle)
 
 
-def run(store: JobStore, llm: LLM, job_id: str, image_url: str, user_input: str | None, model: str | None) -> Outcome:
+def run(
+    store: JobStore, llm: LLM, job_id: str, image_url: str, user_input: str | None, model: str | None
+) -> dict[str, Any]:
     stage = "vision"
     try:
         store.event(job_id, "vision", "started")
@@ -204,7 +198,7 @@ def run(store: JobStore, llm: LLM, job_id: str, image_url: str, user_input: str 
         store.event(job_id, stage, "failed")
         result = failed_result(job_id, str(exc))
         store.finish(job_id, result)
-        return Outcome(result, None, None)
+        return result
     notes = [n for n in (vision.note, answer_note) if n]
     reward = None
     if character is not None:
@@ -233,7 +227,7 @@ def run(store: JobStore, llm: LLM, job_id: str, image_url: str, user_input: str 
         "error": None,
     }
     store.finish(job_id, result)
-    return Outcome(result, character.code if character else None, vision)
+    return result
 
 
 def failed_result(job_id: str, error: str) -> dict[str, Any]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
 from eco2 import errors
@@ -157,28 +156,18 @@ def _record_in_transaction(ctx: Context, event: Event[Any]) -> bool:
 
 def reply(event: OutEvent, *, default_source: str) -> Response:
     """A 200 carrying a CloudEvent in binary mode: the broker publishes it."""
-    headers = binary_headers(event, default_source=default_source)
-    body = json.dumps(to_jsonable(event.data), ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status=200, headers=headers, content_type="application/json")
+    from eventing.publisher import make_message
 
-
-def binary_headers(event: OutEvent, *, default_source: str) -> dict[str, str]:
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": event.id or uuid.uuid4().hex,
-        "ce-source": event.source or default_source,
-        "ce-type": event.type,
-        "ce-time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-    }
-    if event.subject:
-        headers["ce-subject"] = event.subject
-    for key, value in event.extensions.items():
-        headers[f"ce-{key}"] = value
-    return headers
-
-
-def to_jsonable(data: Any) -> Any:
-    return data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    message = make_message(
+        event.type,
+        event.data,
+        source=event.source or default_source,
+        event_id=event.id or None,
+        subject=event.subject,
+        extensions=event.extensions,
+    )
+    headers = {k: v for k, v in message.http_headers().items() if k != "Content-Type"}
+    return Response(message.data, status=200, headers=headers, content_type=message.content_type)
 
 
 class Deduplicator:

@@ -74,13 +74,24 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
     env.setdefault("ECO2_PUBLIC_URL", base_url)
     if env["ECO2_ENV"] == "development":
         env.setdefault("DEV_LOGIN_ENABLED", "true")
-    if env.get("DEV_LOGIN_ENABLED") == "true":
+    if _dev_login(env):
         from functions.auth.devprovider import dev_provider_env
 
         for key, value in dev_provider_env(base_url).items():
             env.setdefault(key, value)
         backends["oauth"] = f"development sign-in at {base_url}/dev/oauth (no Kakao/Google/Naver account needed)"
     return env, backends
+
+
+def _dev_login(env: Mapping[str, str]) -> bool:
+    """The development sign-in, decided exactly as the auth function's settings decide it."""
+    from eco2.settings import Settings, SettingsError
+    from functions.auth.devprovider import dev_provider_allowed
+
+    try:
+        return dev_provider_allowed(Settings.from_env(env))
+    except SettingsError:
+        return False  # the functions refuse to start with these settings and say why
 
 
 def embedded_s3(bucket: str) -> str | None:
@@ -181,7 +192,7 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
             routes.append((prefix, spec.name, app))
     routes.sort(key=lambda r: -len(r[0]))
     extra: dict[str, WSGIApplication] = {}
-    if env.get("DEV_LOGIN_ENABLED") == "true" and env.get("ECO2_ENV") == "development":
+    if _dev_login(env):
         from functions.auth.devprovider import make_dev_provider
 
         extra["/dev/oauth"] = make_dev_provider()

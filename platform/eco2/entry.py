@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from eco2.function import Function
 
 if TYPE_CHECKING:
     from flask import Request
     from werkzeug.wrappers import Response
-
-    from eco2.runtime import Runtime
 
 
 def import_function(ref: str) -> Function:
@@ -49,8 +47,3 @@ def target(ref: str) -> Callable[[Request], Response]:
 
     handle.runtime = runtime  # type: ignore[attr-defined]
     return handle
-
-
-def runtime_of(handle: Any) -> Runtime:
-    runtime: Runtime = handle.runtime
-    return runtime

@@ -44,7 +44,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(payload, status=status, headers=headers, content_type="application/json")
 
 
-def error_response(exc: BaseException, request_id: str) -> Response:
+def error_response(exc: BaseException) -> Response:
     """The one place where errors become HTTP."""
     if isinstance(exc, errors.AppError):
         response = json_response(exc.body(), exc.status)
@@ -57,12 +57,9 @@ def error_response(exc: BaseException, request_id: str) -> Response:
     return json_response(errors.INTERNAL_ERROR_BODY, 500)
 
 
-def describe_validation(exc: ValidationError) -> str:
-    parts = []
-    for item in exc.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"]) or "body"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+def describe_validation(exc: ValidationError, where: str = "body") -> str:
+    """`name: too short; times: too large` — the offending fields named, at most five."""
+    return "; ".join(f"{'.'.join(str(p) for p in item['loc']) or where}: {item['msg']}" for item in exc.errors()[:5])
 
 
 class Runtime:
@@ -75,7 +72,6 @@ class Runtime:
         self._start_lock = threading.Lock()
         self._origins = frozenset(settings.allowed_origins)
         self._openapi: bytes | None = None
-        self._events: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -110,7 +106,7 @@ class Runtime:
                 self.start()
             response = self._dispatch(request, request_id, label)
         except Exception as exc:
-            response = error_response(exc, request_id)
+            response = error_response(exc)
         finally:
             self.metrics.in_flight_child.dec()
         response.headers["X-Request-ID"] = request_id
@@ -297,7 +293,4 @@ def _validate(model: type[BaseModel], raw: Any, where: str) -> BaseModel:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or where}: {item['msg']}" for item in exc.errors()[:5]
-        )
-        raise errors.Unprocessable(detail, "VALIDATION_ERROR") from None
+        raise errors.Unprocessable(describe_validation(exc, where), "VALIDATION_ERROR") from None

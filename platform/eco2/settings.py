@@ -152,7 +152,6 @@ class Settings:
     port: int = 8080
     workers: int = 1
     threads: int = 8
-    request_timeout: int = 30
     shutdown_grace_seconds: int = 25
     log_level: str = "INFO"
 
@@ -161,10 +160,6 @@ class Settings:
             if provider.name == name:
                 return provider
         return None
-
-    @property
-    def is_development(self) -> bool:
-        return self.environment == "development"
 
     def describe(self) -> dict[str, str]:
         """Every setting as printable text, secrets masked (for logs and `eco2 dev`)."""
@@ -234,7 +229,6 @@ class Settings:
             port=reader.integer("PORT", 8080, minimum=1),
             workers=reader.integer("WORKERS", 1, minimum=1),
             threads=reader.integer("THREADS", 8, minimum=1),
-            request_timeout=reader.integer("REQUEST_TIMEOUT", 30, minimum=1),
             shutdown_grace_seconds=reader.integer("SHUTDOWN_GRACE_SECONDS", 25, minimum=0),
             log_level=reader.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         )

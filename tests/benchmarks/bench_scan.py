@@ -45,8 +45,14 @@ def gaps(events: list[tuple[str, str, str]]) -> dict[str, float]:
     from datetime import datetime
 
     stamps = {(stage, status): datetime.fromisoformat(ts).timestamp() for stage, status, ts in events}
-    order = [("queued", "completed"), ("vision", "started"), ("vision", "completed"), ("answer", "started"),
-             ("answer", "completed"), ("done", "completed")]
+    order = [
+        ("queued", "completed"),
+        ("vision", "started"),
+        ("vision", "completed"),
+        ("answer", "started"),
+        ("answer", "completed"),
+        ("done", "completed"),
+    ]
     names = ["dispatch", "vision", "rule", "answer", "reward+done"]
     out = {}
     for name, (a, b) in zip(names, itertools.pairwise(order), strict=True):

@@ -103,7 +103,6 @@ def test_chain_publish_handler_reply_third_function(
         depths = broker.depths()
         never = broker.names.queue(trigger_name("tally", {"type": "demo.thing.counted.v1", "source": "/nowhere"}))
         assert depths[never] == 0  # only matching Triggers receive an event
-        assert all(d.delivered >= 0 for d in broker.dispatchers)
         by_name = {d.trigger.name: d for d in broker.dispatchers}
         assert by_name[trigger_name("tally", {"type": "demo.thing.counted.v1", "source": "/nowhere"})].delivered == 0
         assert by_name[trigger_name("tally", {"type": "demo.thing.counted.v1"})].delivered == 1
