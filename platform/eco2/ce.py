@@ -103,7 +103,9 @@ def dispatch(runtime: Runtime, request: Request, request_id: str) -> Response:
         time=attrs.get("time"),
         extensions={k: v for k, v in attrs.items() if k not in _CORE},
     )
-    ctx = Context(function=name, settings=runtime.settings, clients=runtime.clients, request_id=request_id)
+    ctx = Context(
+        function=name, settings=runtime.settings, clients=runtime.clients, request_id=request_id, config=runtime.config
+    )
     dedupe = Deduplicator(runtime) if handler.dedupe == "redis" else None
     if dedupe is not None:
         previous = dedupe.claim(event)

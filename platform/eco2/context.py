@@ -65,8 +65,10 @@ class Context:
         request_id: str,
         request: Request | None = None,
         claims: TokenClaims | None = None,
+        config: Any = None,
     ) -> None:
         self.function = function
+        self.config = config  # the function's own settings section (Function(config=...)), or None
         self.settings = settings
         self.clients = clients
         self.request_id = request_id

@@ -24,6 +24,7 @@ from eco2.settings import mask_url
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from eco2.function import DevMount
     from eco2.runtime import Runtime
 
 log = logging.getLogger("eco2.dev")
@@ -74,6 +75,10 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
     env.setdefault("ECO2_PUBLIC_URL", base_url)
     if env["ECO2_ENV"] == "development":
         env.setdefault("DEV_LOGIN_ENABLED", "true")
+    for mount in dev_mounts(root):
+        if mount.env is not None:
+            for key, value in mount.env(base_url).items():
+                env.setdefault(key, value)
     if _dev_login(env):
         from functions.auth.devprovider import dev_provider_env
 
@@ -171,6 +176,21 @@ def _json(start_response: StartResponse, status: int, body: Any) -> list[bytes]:
     return [payload]
 
 
+def dev_mounts(root: Path, only: Iterable[str] | None = None) -> list[DevMount]:
+    """The development stand-ins the functions declare (`Function.dev_mount`), imported, not built."""
+    from eco2.entry import import_function
+
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    project = funcyaml.load(root / "func.yaml")
+    wanted = set(only) if only else None
+    mounts: list[DevMount] = []
+    for spec in project.functions.values():
+        if wanted is None or spec.name in wanted:
+            mounts.extend(import_function(spec.module).dev_mounts)
+    return mounts
+
+
 def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None) -> Gateway:
     from eco2.migrate import upgrade
     from eco2.server import container_env, create_app
@@ -196,6 +216,10 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
         from functions.auth.devprovider import make_dev_provider
 
         extra["/dev/oauth"] = make_dev_provider()
+    for mount in dev_mounts(root, only):
+        mounted = mount.factory(env)
+        if mounted is not None:
+            extra[mount.prefix] = mounted
     return Gateway(routes, runtimes, extra, apps)
 
 

@@ -39,8 +39,13 @@ def target(ref: str) -> Callable[[Request], Response]:
 
     function = import_function(ref)
     settings = Settings.from_env(uses=function.uses, service_name=function.name)
+    config = None
+    if function.config is not None:
+        from eco2.settings import read_section
+
+        config = read_section(function.config)
     logs.configure(function.name, settings.log_level)
-    runtime = Runtime(function, settings)
+    runtime = Runtime(function, settings, config=config)
 
     def handle(request: Request) -> Response:
         return runtime.handle(request)

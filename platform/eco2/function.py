@@ -14,7 +14,7 @@ Nothing here imports Flask, SQLAlchemy or any client: declaring is free, serving
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +38,8 @@ class Route:
     summary: str
     pattern: re.Pattern[str] = field(compare=False)
     params: tuple[str, ...] = ()
+    rate: str | None = None  # e.g. "20/minute": per user when signed in, else per client address
+    max_body: int | None = None  # bytes; None = the runtime's default
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.fullmatch(path)
@@ -55,6 +57,13 @@ class EventHandler:
     dedupe: Dedupe
 
 
+@dataclass(frozen=True)
+class DevMount:
+    prefix: str
+    factory: Callable[[Mapping[str, str]], Any]
+    env: Callable[[str], Mapping[str, str]] | None = None
+
+
 def _compile(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     if not path.startswith("/"):
         raise ValueError(f"route path {path!r} must start with '/'")
@@ -69,16 +78,28 @@ def _compile(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
 
 
 class Function:
-    def __init__(self, name: str, *, uses: Iterable[str] = (), description: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        uses: Iterable[str] = (),
+        description: str = "",
+        config: type[BaseModel] | None = None,
+    ) -> None:
+        """`config`: this function's own settings section, a pydantic-settings `BaseSettings`
+        subclass read once from the environment at startup (its problems are listed with the
+        platform's); handlers read it as `ctx.config`."""
         unknown = set(uses) - set(USES)
         if unknown:
             raise ValueError(f"unknown uses {sorted(unknown)}; known: {', '.join(USES)}")
         self.name = name
         self.uses = tuple(uses)
         self.description = description
+        self.config = config
         self.routes: list[Route] = []
         self.events: dict[str, EventHandler] = {}
         self.startup_hooks: list[Callable[[Any], None]] = []
+        self.dev_mounts: list[DevMount] = []
 
     def route(
         self,
@@ -91,7 +112,11 @@ class Function:
         response: Any = None,
         status: int = 200,
         summary: str = "",
+        rate: str | None = None,
+        max_body: int | None = None,
     ) -> Callable[[Handler], Handler]:
+        """`rate`: a rate limit like "20/minute" (limits' notation), counted in Redis per user when
+        signed in and per client address otherwise; `max_body`: the largest accepted body in bytes."""
         method = method.upper()
         pattern, params = _compile(path)
         if auth and "jwt" not in self.uses:
@@ -114,6 +139,8 @@ class Function:
                     summary=summary or (handler.__doc__ or "").strip().split("\n")[0],
                     pattern=pattern,
                     params=params,
+                    rate=rate,
+                    max_body=max_body,
                 )
             )
             # static segments win over parameters: /scan/categories before /scan/{job_id}
@@ -161,6 +188,20 @@ class Function:
         """Run `hook(clients)` once per process after the clients are built (warm caches, load data)."""
         self.startup_hooks.append(hook)
         return hook
+
+    def dev_mount(
+        self, prefix: str, *, env: Callable[[str], Mapping[str, str]] | None = None
+    ) -> Callable[[Callable[[Mapping[str, str]], Any]], Any]:
+        """Declare a development-only WSGI app that `eco2 dev` mounts at `prefix`: a local stand-in
+        for an outside service. `env(base_url)` gives defaults for the environment every function
+        gets (e.g. the stand-in's URL); the factory gets the final environment and returns the app,
+        or None to decline. Nothing here runs outside `eco2 dev`."""
+
+        def register(factory: Callable[[Mapping[str, str]], Any]) -> Any:
+            self.dev_mounts.append(DevMount(prefix, factory, env))
+            return factory
+
+        return register
 
     def find(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         """(route, path params, path exists with another method)."""

@@ -63,9 +63,12 @@ def describe_validation(exc: ValidationError, where: str = "body") -> str:
 
 
 class Runtime:
-    def __init__(self, function: Function, settings: Settings, clients: Clients | None = None) -> None:
+    def __init__(
+        self, function: Function, settings: Settings, clients: Clients | None = None, config: Any = None
+    ) -> None:
         self.function = function
         self.settings = settings
+        self.config = config
         self.clients = clients or Clients(settings, function.uses)
         self.metrics = Metrics(function.name)
         self._started = False
@@ -206,6 +209,7 @@ class Runtime:
             request_id=request_id,
             request=request,
             claims=claims,
+            config=self.config,
         )
         try:
             result = route.handler(ctx, **kwargs)

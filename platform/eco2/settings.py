@@ -11,8 +11,11 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 ENVIRONMENTS = ("development", "test", "production")
 _DEV_JWT_SECRET = "eco2-development-only-secret-change-me-0123456789"
@@ -20,6 +23,25 @@ _DEV_JWT_SECRET = "eco2-development-only-secret-change-me-0123456789"
 
 class SettingsError(RuntimeError):
     """Configuration is missing or invalid; raised at startup, before serving."""
+
+
+def read_section(section: type[BaseModel], env: Mapping[str, str] | None = None) -> Any:
+    """A function's own settings section: a pydantic model whose field `foo_bar` (or its alias)
+    is read from the variable `FOO_BAR` of `env` (default os.environ). Every problem is listed in
+    one SettingsError; values are never echoed (use `SecretStr` for secrets)."""
+    from pydantic import ValidationError
+
+    env = os.environ if env is None else env
+    variables = {info.alias or name: (info.alias or name).upper() for name, info in section.model_fields.items()}
+    values = {field: env[key] for field, key in variables.items() if env.get(key, "").strip()}
+    try:
+        return section.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for item in exc.errors():
+            where = str(item["loc"][0]) if item["loc"] else ""
+            problems.append(f"{variables.get(where, where.upper() or section.__name__)}: {item['msg']}")
+        raise SettingsError("invalid configuration:\n  - " + "\n  - ".join(problems)) from None
 
 
 class Secret:

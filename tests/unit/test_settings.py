@@ -52,3 +52,23 @@ def test_secrets_never_show() -> None:
 def test_development_has_a_usable_jwt_default() -> None:
     s = Settings.from_env({"ECO2_ENV": "development"}, uses=("jwt",))
     assert len(s.jwt_secret.get()) >= 32 and s.cookie_secure is False
+
+
+def test_a_function_section_is_read_from_the_environment_and_lists_every_problem() -> None:
+    from pydantic import BaseModel, Field, SecretStr
+
+    from eco2.settings import read_section
+
+    class Places(BaseModel):
+        places_base_url: str = "https://dapi.kakao.com"
+        places_api_key: SecretStr = SecretStr("")
+        places_timeout: float = Field(2.0, gt=0)
+        places_limit: int = 15
+
+    section = read_section(Places, {"PLACES_API_KEY": "k-123", "PLACES_TIMEOUT": "0.5"})
+    assert section.places_api_key.get_secret_value() == "k-123" and section.places_timeout == 0.5
+    assert "k-123" not in repr(section)
+    with pytest.raises(SettingsError) as caught:
+        read_section(Places, {"PLACES_TIMEOUT": "-1", "PLACES_LIMIT": "many"})
+    message = str(caught.value)
+    assert "PLACES_TIMEOUT:" in message and "PLACES_LIMIT:" in message
