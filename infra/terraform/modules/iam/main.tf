@@ -89,13 +89,27 @@ resource "aws_iam_policy" "images_s3" {
 }
 
 # -- AWS Load Balancer Controller ----------------------------------------------------------------------
-# The controller's documented policy (kubernetes-sigs/aws-load-balancer-controller docs/install/
-# iam_policy.json), reduced to what an ALB Ingress with instance targets and ACM needs. Resource "*"
-# is inherent to it: load balancers and target groups do not exist when the policy is written;
-# writes are scoped by the elbv2.k8s.aws/cluster tag the controller sets.
+# Statement for statement the controller's own policy for the pinned version (kubernetes-sigs/
+# aws-load-balancer-controller docs/install/iam_policy.json at v2.15.0, the app version of chart
+# 1.15.0 in infra/ansible/group_vars/all/versions.yml). tests/infra compares this document with that
+# upstream policy, kept as a fixture, and fails on any action, resource or condition it would miss:
+# a reduced policy looks fine until the controller's first CreateLoadBalancer (tag on create),
+# listener tagging (on by default since v2.15) or an account without the ELB service-linked role.
+# Resource "*" is inherent to it: load balancers and target groups do not exist when the policy is
+# written; writes are scoped by the elbv2.k8s.aws/cluster tag the controller sets.
 data "aws_iam_policy_document" "aws_load_balancer_controller" {
-  #checkov:skip=CKV_AWS_111:Write actions on not-yet-existing ALBs/target groups cannot be resource-scoped; they are conditioned on the controller's cluster tag instead.
+  #checkov:skip=CKV_AWS_111:Write actions on not-yet-existing ALBs/target groups cannot be resource-scoped; they are conditioned on the controller's cluster tag instead (upstream policy).
   #checkov:skip=CKV_AWS_356:Describe*/Get* on "*" is how the upstream controller policy is defined; those actions take no resource ARNs.
+  statement {
+    sid       = "ElbServiceLinkedRole"
+    actions   = ["iam:CreateServiceLinkedRole"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:AWSServiceName"
+      values   = ["elasticloadbalancing.amazonaws.com"]
+    }
+  }
   statement {
     sid = "Describe"
     actions = [
@@ -103,27 +117,37 @@ data "aws_iam_policy_document" "aws_load_balancer_controller" {
       "ec2:DescribeInternetGateways", "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections",
       "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeInstances",
       "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags", "ec2:GetCoipPoolUsage", "ec2:DescribeCoipPools",
+      "ec2:GetSecurityGroupsForVpc", "ec2:DescribeIpamPools", "ec2:DescribeRouteTables",
       "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancerAttributes",
       "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeListenerCertificates",
-      "elasticloadbalancing:DescribeListenerAttributes", "elasticloadbalancing:DescribeSSLPolicies",
-      "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetGroups",
-      "elasticloadbalancing:DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetHealth",
-      "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTrustStores",
-      "acm:ListCertificates", "acm:DescribeCertificate",
-      "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL",
-      "shield:GetSubscriptionState", "shield:DescribeProtection",
+      "elasticloadbalancing:DescribeSSLPolicies", "elasticloadbalancing:DescribeRules",
+      "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
+      "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags",
+      "elasticloadbalancing:DescribeTrustStores", "elasticloadbalancing:DescribeListenerAttributes",
+      "elasticloadbalancing:DescribeCapacityReservation",
     ]
     resources = ["*"]
   }
   statement {
-    sid = "SecurityGroupsAndRules"
+    sid = "CertificatesWafShield"
     actions = [
-      "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:CreateSecurityGroup",
+      "cognito-idp:DescribeUserPoolClient", "acm:ListCertificates", "acm:DescribeCertificate",
+      "iam:ListServerCertificates", "iam:GetServerCertificate",
+      "waf-regional:GetWebACL", "waf-regional:GetWebACLForResource", "waf-regional:AssociateWebACL",
+      "waf-regional:DisassociateWebACL",
+      "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL",
+      "shield:GetSubscriptionState", "shield:DescribeProtection", "shield:CreateProtection",
+      "shield:DeleteProtection",
     ]
     resources = ["*"]
   }
   statement {
-    sid       = "TagOnCreate"
+    sid       = "SecurityGroupRules"
+    actions   = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:CreateSecurityGroup"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "TagSecurityGroupOnCreate"
     actions   = ["ec2:CreateTags"]
     resources = ["arn:aws:ec2:*:*:security-group/*"]
     condition {
@@ -131,11 +155,21 @@ data "aws_iam_policy_document" "aws_load_balancer_controller" {
       variable = "ec2:CreateAction"
       values   = ["CreateSecurityGroup"]
     }
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/elbv2.k8s.aws/cluster"
+      values   = ["false"]
+    }
   }
   statement {
-    sid       = "ManageOwnSecurityGroups"
-    actions   = ["ec2:CreateTags", "ec2:DeleteTags", "ec2:DeleteSecurityGroup"]
+    sid       = "RetagOwnSecurityGroups"
+    actions   = ["ec2:CreateTags", "ec2:DeleteTags"]
     resources = ["arn:aws:ec2:*:*:security-group/*"]
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/elbv2.k8s.aws/cluster"
+      values   = ["true"]
+    }
     condition {
       test     = "Null"
       variable = "aws:ResourceTag/elbv2.k8s.aws/cluster"
@@ -143,10 +177,18 @@ data "aws_iam_policy_document" "aws_load_balancer_controller" {
     }
   }
   statement {
-    sid = "CreateLoadBalancers"
-    actions = [
-      "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup",
-    ]
+    sid       = "ManageOwnSecurityGroups"
+    actions   = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup"]
+    resources = ["*"]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/elbv2.k8s.aws/cluster"
+      values   = ["false"]
+    }
+  }
+  statement {
+    sid       = "CreateLoadBalancers"
+    actions   = ["elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup"]
     resources = ["*"]
     condition {
       test     = "Null"
@@ -155,24 +197,51 @@ data "aws_iam_policy_document" "aws_load_balancer_controller" {
     }
   }
   statement {
-    sid = "Listeners"
+    sid = "ListenersAndRules"
     actions = [
       "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener",
       "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule",
-      "elasticloadbalancing:ModifyListener", "elasticloadbalancing:AddListenerCertificates",
-      "elasticloadbalancing:RemoveListenerCertificates", "elasticloadbalancing:ModifyRule",
-      "elasticloadbalancing:ModifyListenerAttributes",
     ]
     resources = ["*"]
   }
   statement {
+    sid     = "RetagOwnLoadBalancers"
+    actions = ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"]
+    resources = [
+      "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
+      "arn:aws:elasticloadbalancing:*:*:loadbalancer/net/*/*",
+      "arn:aws:elasticloadbalancing:*:*:loadbalancer/app/*/*",
+    ]
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/elbv2.k8s.aws/cluster"
+      values   = ["true"]
+    }
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/elbv2.k8s.aws/cluster"
+      values   = ["false"]
+    }
+  }
+  statement {
+    sid     = "TagListenersAndRules"
+    actions = ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"]
+    resources = [
+      "arn:aws:elasticloadbalancing:*:*:listener/net/*/*/*",
+      "arn:aws:elasticloadbalancing:*:*:listener/app/*/*/*",
+      "arn:aws:elasticloadbalancing:*:*:listener-rule/net/*/*/*",
+      "arn:aws:elasticloadbalancing:*:*:listener-rule/app/*/*/*",
+    ]
+  }
+  statement {
     sid = "ManageOwnLoadBalancers"
     actions = [
-      "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
       "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetIpAddressType",
       "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
       "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:ModifyTargetGroup",
       "elasticloadbalancing:ModifyTargetGroupAttributes", "elasticloadbalancing:DeleteTargetGroup",
+      "elasticloadbalancing:ModifyListenerAttributes", "elasticloadbalancing:ModifyCapacityReservation",
+      "elasticloadbalancing:ModifyIpPools",
     ]
     resources = ["*"]
     condition {
@@ -182,9 +251,37 @@ data "aws_iam_policy_document" "aws_load_balancer_controller" {
     }
   }
   statement {
+    sid     = "TagOnCreate"
+    actions = ["elasticloadbalancing:AddTags"]
+    resources = [
+      "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
+      "arn:aws:elasticloadbalancing:*:*:loadbalancer/net/*/*",
+      "arn:aws:elasticloadbalancing:*:*:loadbalancer/app/*/*",
+    ]
+    condition {
+      test     = "StringEquals"
+      variable = "elasticloadbalancing:CreateAction"
+      values   = ["CreateTargetGroup", "CreateLoadBalancer"]
+    }
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/elbv2.k8s.aws/cluster"
+      values   = ["false"]
+    }
+  }
+  statement {
     sid       = "Targets"
     actions   = ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]
     resources = ["arn:aws:elasticloadbalancing:*:*:targetgroup/*/*"]
+  }
+  statement {
+    sid = "ListenerSettings"
+    actions = [
+      "elasticloadbalancing:SetWebAcl", "elasticloadbalancing:ModifyListener",
+      "elasticloadbalancing:AddListenerCertificates", "elasticloadbalancing:RemoveListenerCertificates",
+      "elasticloadbalancing:ModifyRule", "elasticloadbalancing:SetRulePriorities",
+    ]
+    resources = ["*"]
   }
 }
 

@@ -75,7 +75,11 @@ resource "aws_instance" "node" {
     http_tokens   = "required" # IMDSv2 only
     # 2 hops: pods (AWS Load Balancer Controller, EBS CSI) read the instance profile through IMDS.
     http_put_response_hop_limit = 2
-    instance_metadata_tags      = "enabled"
+    # Off: with tags in instance metadata AWS refuses tag keys containing "/" (and every node carries
+    # kubernetes.io/cluster/<name>, eco2.io/role and the providers' default_tags), so no instance
+    # would launch. Nothing on the nodes reads tags from IMDS; the inventory takes roles from
+    # Terraform's outputs.
+    instance_metadata_tags = "disabled"
   }
 
   root_block_device {

@@ -12,7 +12,9 @@
 #   5473            tcp    nodes                  Calico Typha
 #   9100            tcp    nodes                  node-exporter (host network; kube-prometheus-stack)
 #   30000-32767     tcp    ALB                    NodePorts: Istio ingress gateway (traffic + 15021 health)
-#   22              tcp    admin CIDRs            SSH (Ansible), var.ssh_allowed_cidrs only
+#   22              tcp    admin CIDRs            SSH (Ansible) to the control plane, var.ssh_allowed_cidrs only
+#   22              tcp    control plane          SSH to the private nodes: Ansible's ProxyJump through the
+#                                                 control plane arrives from its private address
 
 locals {
   node_to_node = {
@@ -99,6 +101,17 @@ resource "aws_vpc_security_group_ingress_rule" "ssh" {
   from_port         = 22
   to_port           = 22
   ip_protocol       = "tcp"
+}
+
+# Ansible reaches the 13 private nodes with ProxyJump through the control plane: that second hop
+# starts at the control plane's private address, which the admin-range rule above does not cover.
+resource "aws_vpc_security_group_ingress_rule" "ssh_from_control_plane" {
+  security_group_id            = aws_security_group.nodes.id
+  description                  = "SSH from the control plane (Ansible ProxyJump)"
+  referenced_security_group_id = aws_security_group.control_plane.id
+  from_port                    = 22
+  to_port                      = 22
+  ip_protocol                  = "tcp"
 }
 
 resource "aws_vpc_security_group_ingress_rule" "apiserver_from_nodes" {
