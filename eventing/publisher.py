@@ -79,7 +79,13 @@ class HttpPublisher:
             raise PublishError(f"broker ingress answered {response.status_code}")
 
     def ping(self) -> None:
-        """The ingress has no health route of its own to call; publishing failures surface per event."""
+        """The ingress has no health route: any HTTP answer means it is reachable."""
+        import requests
+
+        try:
+            self.session.get(self.url, timeout=2)
+        except requests.RequestException as exc:
+            raise PublishError(f"broker ingress unreachable: {type(exc).__name__}") from exc
 
     def close(self) -> None:
         self.session.close()

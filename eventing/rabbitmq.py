@@ -149,11 +149,15 @@ class AmqpPublisher:
                 entry = self._idle.get_nowait()
             except queue.Empty:
                 entry = _Channel(self.url, self.names)
-            if entry.connection.is_open:
-                self._idle.put(entry)
-            else:
+            try:
+                entry.connection.process_data_events(time_limit=0)  # a dead socket shows up here
+            except (AMQPError, OSError):
+                entry.close()
+                raise
+            if not entry.connection.is_open:
                 entry.close()
                 raise AMQPError("connection closed")
+            self._idle.put(entry)
 
     def close(self) -> None:
         while True:

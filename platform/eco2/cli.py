@@ -299,6 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"eco2: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from eco2.dev import DevError
+
+        if not isinstance(exc, DevError):
+            raise
+        print(f"eco2 dev: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -170,14 +170,22 @@ class Clients:
         results: dict[str, str] = {}
         for use in sorted(self.uses):
             try:
-                client = self._get(use)
-                if use == "db" or use == "redis" or (use == "broker" and hasattr(client, "ping")):
-                    client.ping()
+                self._ping(use, self._get(use))
                 results[use] = "ok"
             except Exception as exc:  # readiness reports, it never raises
                 results[use] = f"error: {type(exc).__name__}"
                 log.warning("readiness check failed", extra={"client": use, "error": type(exc).__name__})
         return results
+
+    def _ping(self, use: str, client: Any) -> None:
+        """One cheap round trip to the backend behind a client (raises when it is unreachable)."""
+        if use in ("db", "redis", "events"):
+            client.ping()
+        elif use == "s3":
+            client.head_bucket(Bucket=self.settings.s3_bucket)
+        elif use == "openai" and client is not None:  # None: no key, the offline fallback answers
+            client.with_options(timeout=2.0).models.list()
+        # jwt: a local codec, nothing to reach
 
     def close(self) -> None:
         with self._lock:

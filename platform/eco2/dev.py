@@ -36,9 +36,12 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
     env = dict(environ)
     backends: dict[str, str] = {}
     env.setdefault("ECO2_ENV", "development")
+    data = Path(env.get("ECO2_DEV_DATA") or root / ".eco2")
+    data.mkdir(parents=True, exist_ok=True)
+    backends["data"] = f"{data} (ECO2_DEV_DATA)"
+    if not env.get("JWT_SECRET"):
+        env["JWT_SECRET"] = dev_secret(data)
     if not env.get("DATABASE_URL"):
-        data = Path(env.get("ECO2_DEV_DATA") or root / ".eco2")
-        data.mkdir(parents=True, exist_ok=True)
         env["DATABASE_URL"] = f"sqlite:///{data / 'dev.db'}"
         backends["database"] = f"embedded SQLite ({data / 'dev.db'})"
     else:
@@ -70,6 +73,7 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
     else:
         backends["llm"] = "none: scans use the offline classifier (it says so in every result)"
     env.setdefault("ALLOWED_ORIGINS", DEFAULT_ORIGINS)
+    backends["origins"] = f"{env['ALLOWED_ORIGINS']} (ALLOWED_ORIGINS: the web app's origins)"
     env.setdefault("COOKIE_SECURE", "false")
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     env.setdefault("ECO2_PUBLIC_URL", base_url)
@@ -86,6 +90,19 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
             env.setdefault(key, value)
         backends["oauth"] = f"development sign-in at {base_url}/dev/oauth (no Kakao/Google/Naver account needed)"
     return env, backends
+
+
+def dev_secret(data: Path) -> str:
+    """The token signing secret of this development data directory: random, made once, kept
+    there (so a restart keeps the sessions), readable by its owner only. Never a constant."""
+    import secrets
+
+    path = data / "jwt-secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
 
 
 def _dev_login(env: Mapping[str, str]) -> bool:
@@ -133,23 +150,27 @@ def embedded_s3(bucket: str) -> str | None:
 
 @dataclass
 class Gateway:
-    """Routes `/api/v1/<domain>` to the function that owns the prefix, like the VirtualServices do."""
+    """Routes `/api/v1/<domain>` to the function that owns the prefix, like the VirtualServices do.
+
+    It is the public side only: every request it forwards is marked as coming from the public
+    ingress (as the VirtualServices mark theirs), so no function dispatches it as an event.
+    Events reach the functions through `EventIngress`, on a loopback port of its own."""
 
     routes: list[tuple[str, str, WSGIApplication]]
     runtimes: dict[str, Runtime]
     extra: dict[str, WSGIApplication] = field(default_factory=dict)
     apps: dict[str, WSGIApplication] = field(default_factory=dict)
+    origins: frozenset[str] = frozenset()
     broker: Any = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path.startswith("/_functions/"):
-            # the local broker's deliveries: straight to one function, like a Trigger's subscriber ref
-            name, _, rest = path[len("/_functions/") :].partition("/")
-            app = self.apps.get(name)
-            if app is not None:
-                environ = {**environ, "PATH_INFO": "/" + rest}
-                return app(environ, start_response)
+        raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or path).split("?", 1)[0].lower()
+        if "//" in raw or "%2f" in raw or "%5c" in raw:
+            return self._json(
+                environ, start_response, 404, {"detail": "No function serves this path.", "code": "NOT_FOUND"}
+            )
+        environ = {**environ, PUBLIC_MARK: "public"}
         for prefix, _name, app in self.routes:
             if path == prefix or path.startswith(prefix + "/"):
                 return app(environ, start_response)
@@ -159,21 +180,61 @@ class Gateway:
         if path in ("/health/liveness", "/health/readiness"):
             checks = {name: rt.clients.check() for name, rt in self.runtimes.items()}
             ready = path.endswith("liveness") or all(v == "ok" for c in checks.values() for v in c.values())
-            return _json(
-                start_response, 200 if ready else 503, {"status": "ok" if ready else "unavailable", "functions": checks}
-            )
+            body = {"status": "ok" if ready else "unavailable", "functions": checks}
+            return self._json(environ, start_response, 200 if ready else 503, body)
         if path == "/openapi.json":
             from eco2.openapi import document
 
-            return _json(start_response, 200, document([rt.function for rt in self.runtimes.values()]))
-        return _json(start_response, 404, {"detail": f"No function serves {path}.", "code": "NOT_FOUND"})
+            return self._json(environ, start_response, 200, document([rt.function for rt in self.runtimes.values()]))
+        return self._json(environ, start_response, 404, {"detail": f"No function serves {path}.", "code": "NOT_FOUND"})
+
+    def _json(self, environ: WSGIEnvironment, start_response: StartResponse, status: int, body: Any) -> list[bytes]:
+        """The gateway's own answers carry the same CORS headers as the functions' answers, so a
+        browser shows the 404 rather than a CORS error."""
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        reason = {200: "OK", 204: "No Content", 404: "Not Found", 503: "Service Unavailable"}[status]
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), ("Vary", "Origin")]
+        origin = environ.get("HTTP_ORIGIN", "")
+        if origin in self.origins:
+            headers += [
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Access-Control-Expose-Headers", "X-Request-ID, Retry-After"),
+            ]
+            if environ.get("REQUEST_METHOD") == "OPTIONS" and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
+                from eco2.runtime import CORS_HEADERS, CORS_METHODS
+
+                headers += [
+                    ("Access-Control-Allow-Methods", CORS_METHODS),
+                    ("Access-Control-Allow-Headers", CORS_HEADERS),
+                ]
+                start_response("204 No Content", headers[2:])
+                return []
+        start_response(f"{status} {reason}", headers)
+        return [payload]
 
 
-def _json(start_response: StartResponse, status: int, body: Any) -> list[bytes]:
-    payload = json.dumps(body, ensure_ascii=False).encode()
-    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
-    start_response(f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-    return [payload]
+PUBLIC_MARK = "HTTP_X_ECO2_INGRESS"  # the WSGI name of eco2.runtime.PUBLIC_INGRESS_HEADER
+
+
+@dataclass
+class EventIngress:
+    """The private event path of `eco2 dev`: `/_functions/<name>/` -> that function's `POST /`,
+    like a Trigger's subscriber ref. Served on its own loopback port, never by the public gateway."""
+
+    apps: dict[str, WSGIApplication]
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        name, _, rest = path.removeprefix("/_functions/").partition("/")
+        app = self.apps.get(name) if path.startswith("/_functions/") else None
+        if app is None:
+            payload = json.dumps({"detail": f"No function {name!r} takes events here.", "code": "NOT_FOUND"}).encode()
+            start_response(
+                "404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+            )
+            return [payload]
+        return app({**environ, "PATH_INFO": "/" + rest}, start_response)
 
 
 def dev_mounts(root: Path, only: Iterable[str] | None = None) -> list[DevMount]:
@@ -220,27 +281,39 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
         mounted = mount.factory(env)
         if mounted is not None:
             extra[mount.prefix] = mounted
-    return Gateway(routes, runtimes, extra, apps)
+    origins = frozenset(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+    return Gateway(routes, runtimes, extra, apps, origins)
 
 
 def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) -> None:
+    import threading
+
     from werkzeug.serving import make_server
 
     env, backends = dev_env(root, host, port, os.environ)
+    # the port first: when it is taken, say so before starting anything
+    try:
+        server = make_server(host, port, _starting, threaded=True)
+    except OSError as exc:
+        raise DevError(f"port {port} on {host} is not free ({exc.strerror}); pick another with --port") from None
     os.environ.update(env)
     gateway = build(root, env)
+    server.app = gateway
     from eco2 import logs
 
     # lines outside a request (gateway, broker) say "eco2-dev"; each request's lines name their function
     logs.configure("eco2-dev", env.get("LOG_LEVEL", "INFO"))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the runtime logs every request already
-    server = make_server(host, port, gateway, threaded=True)
+    events = make_server("127.0.0.1", 0, EventIngress(gateway.apps), threaded=True)
+    threading.Thread(target=events.serve_forever, name="eco2-dev-events", daemon=True).start()
     from eventing.local import make_broker
 
-    gateway.broker = make_broker(funcyaml.load(root / "func.yaml"), env, gateway=env["ECO2_PUBLIC_URL"])
+    event_url = f"http://127.0.0.1:{events.server_port}"
+    gateway.broker = make_broker(funcyaml.load(root / "func.yaml"), env, gateway=event_url)
     out(f"eco2 dev: listening on http://{host}:{server.server_port}")
     for name, description in backends.items():
         out(f"  {name:<9} {description}")
+    out(f"  {'events':<9} delivered on {event_url}/_functions/<name>/ (loopback only; never via the gateway)")
     for prefix, name, _ in sorted(gateway.routes):
         out(f"  {prefix:<22} -> {name}")
     sys.stdout.flush()
@@ -255,6 +328,17 @@ def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) ->
         pass
     finally:
         server.server_close()
+        events.shutdown()
+        events.server_close()
         gateway.broker.stop()
         for runtime in gateway.runtimes.values():
             runtime.close()
+
+
+class DevError(RuntimeError):
+    """`eco2 dev` cannot start; the message says why and what to do."""
+
+
+def _starting(_environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("503 Service Unavailable", [("Content-Type", "application/json"), ("Retry-After", "1")])
+    return [b'{"detail": "eco2 dev is starting.", "code": "SERVICE_UNAVAILABLE"}']

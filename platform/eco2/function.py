@@ -119,6 +119,8 @@ class Function:
         signed in and per client address otherwise; `max_body`: the largest accepted body in bytes."""
         method = method.upper()
         pattern, params = _compile(path)
+        if rate is not None and "redis" not in self.uses:
+            raise ValueError(f"{self.name}: route {method} {path} has a rate limit, counted in Redis: use 'redis'")
         if auth and "jwt" not in self.uses:
             raise ValueError(f"{self.name}: route {method} {path} needs auth, so the function must use 'jwt'")
 

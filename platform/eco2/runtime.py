@@ -29,11 +29,14 @@ from eco2.security import ACCESS_COOKIE, bearer
 if TYPE_CHECKING:
     from flask import Request
 
+    from eco2.ratelimit import RateLimiter
     from eco2.settings import Settings
 
 log = logging.getLogger("eco2.runtime")
 PROCESS_STARTED = time.time()
-MAX_BODY = 1024 * 1024
+MAX_BODY = 1024 * 1024  # default per route; a route may declare its own `max_body`
+EVENT_PATH = "/"  # the private event path: Triggers deliver here, no public route reaches it
+PUBLIC_INGRESS_HEADER = "X-Eco2-Ingress"  # set to "public" by the VirtualServices and the dev gateway
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = "Content-Type, X-Frontend-Origin, Last-Event-ID, X-Idempotency-Key"
 _REQUEST_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -49,7 +52,7 @@ def error_response(exc: BaseException) -> Response:
     if isinstance(exc, errors.AppError):
         response = json_response(exc.body(), exc.status)
         if isinstance(exc, errors.TooManyRequests | errors.ServiceUnavailable):
-            response.headers["Retry-After"] = "1"
+            response.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
         return response
     if isinstance(exc, ValidationError):
         return json_response({"detail": describe_validation(exc), "code": "VALIDATION_ERROR"}, 422)
@@ -75,6 +78,10 @@ class Runtime:
         self._start_lock = threading.Lock()
         self._origins = frozenset(settings.allowed_origins)
         self._openapi: bytes | None = None
+
+    def body_cap(self) -> int:
+        """The largest body any route of this function accepts (event deliveries: MAX_BODY)."""
+        return max([MAX_BODY, *(route.max_body or MAX_BODY for route in self.function.routes)])
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -148,11 +155,10 @@ class Runtime:
             if builtin is not None:
                 label[0] = path
                 return builtin
-        if method == "POST" and self._is_cloudevent(request):
-            from eco2.ce import dispatch
-
+        if path == EVENT_PATH and method == "POST":
             label[0] = "cloudevent"
-            return dispatch(self, request, request_id)
+            return self._event(request, request_id)
+        _check_path(request)
         route, params, path_exists = self.function.find(method, path)
         if route is None:
             if path_exists:
@@ -160,6 +166,17 @@ class Runtime:
             raise errors.NotFound(f"No route for {method} {path}.")
         label[0] = route.path
         return self._call_route(route, params, request, request_id)
+
+    def _event(self, request: Request, request_id: str) -> Response:
+        """The private event path. Only CloudEvents are accepted here, and never from the public
+        ingress (which marks what it forwards); everywhere else a CloudEvent is ordinary HTTP."""
+        if request.headers.get(PUBLIC_INGRESS_HEADER):
+            raise errors.Forbidden("Events are not accepted from the public ingress.", "EVENT_PATH_PRIVATE")
+        from eco2.ce import InvalidEvent, dispatch
+
+        if not self._is_cloudevent(request):
+            raise InvalidEvent("This path accepts CloudEvents only.", "NOT_A_CLOUDEVENT")
+        return dispatch(self, request, request_id)
 
     def _builtin(self, method: str, path: str) -> Response | None:
         if method not in ("GET", "HEAD"):
@@ -197,11 +214,13 @@ class Runtime:
 
     def _call_route(self, route: Route, params: dict[str, str], request: Request, request_id: str) -> Response:
         claims = self.authenticate(request) if route.auth else None
+        if route.rate is not None:
+            self.limiter.hit(route, claims.sub if claims is not None else None, request)
         kwargs: dict[str, Any] = dict(params)
         if route.query is not None:
             kwargs["query"] = _validate(route.query, dict(request.args.items()), "query")
         if route.body is not None:
-            kwargs["body"] = _validate(route.body, self._json_body(request), "body")
+            kwargs["body"] = _validate(route.body, self._json_body(request, route.max_body or MAX_BODY), "body")
         ctx = Context(
             function=self.function.name,
             settings=self.settings,
@@ -220,20 +239,33 @@ class Runtime:
         response = self._encode(route, result)
         for name, value in ctx.headers.items():
             response.headers[name] = value
+        if claims is not None and "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"  # personal data: never kept by a cache
         for cookie in ctx.cookies:
             self._apply_cookie(response, cookie.name, cookie.value, cookie.max_age)
         return response
 
+    @functools.cached_property
+    def limiter(self) -> RateLimiter:
+        from eco2.ratelimit import RateLimiter
+
+        return RateLimiter(self.function.name, self.clients, self.settings)
+
     @staticmethod
-    def _json_body(request: Request) -> Any:
-        if request.content_length and request.content_length > MAX_BODY:
-            raise errors.PayloadTooLarge()
-        raw = request.get_data(cache=True)
+    def _json_body(request: Request, limit: int) -> Any:
+        """The JSON body: bounded (413), JSON only when present (415), at most MAX_DEPTH deep (400)."""
+        if request.content_length is not None and request.content_length > limit:
+            raise errors.PayloadTooLarge(f"The body is larger than {limit} bytes.")
+        raw = request.stream.read(limit + 1) if request.content_length is None else request.get_data(cache=True)
+        if len(raw) > limit:
+            raise errors.PayloadTooLarge(f"The body is larger than {limit} bytes.")
         if not raw.strip():
             return {}
-        content_type = request.headers.get("Content-Type", "")
-        if content_type and "json" not in content_type:
-            raise errors.UnsupportedMediaType()
+        mimetype = request.mimetype
+        if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+            raise errors.UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
+        if _nesting(raw) > MAX_DEPTH:
+            raise errors.BadRequest(f"The JSON body is nested deeper than {MAX_DEPTH} levels.", "JSON_TOO_DEEP")
         try:
             return json.loads(raw)
         except ValueError:
@@ -284,6 +316,46 @@ class Runtime:
             response.headers["Access-Control-Allow-Credentials"] = "true"
             response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
         response.headers.add("Vary", "Origin")
+
+
+MAX_DEPTH = 32
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
+
+
+def _nesting(raw: bytes) -> int:
+    """How deep the brackets of a JSON text go (strings skipped), without recursing: json.loads
+    would raise RecursionError on `[` x 100000 and pydantic would walk it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in _OPENERS:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest
+        elif byte in _CLOSERS:
+            depth -= 1
+    return deepest
+
+
+def _check_path(request: Request) -> None:
+    """Only canonical paths reach a route: no empty segments, dot segments or encoded slashes,
+    so `//api/v1/users/me` and `/api/v1/users%2fme` are not another spelling of a route."""
+    raw = str(request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path)
+    raw_path = raw.split("?", 1)[0].lower()
+    if "//" in raw_path or "%2f" in raw_path or "%5c" in raw_path or "/./" in raw_path or "/../" in raw_path:
+        raise errors.NotFound("No route for this path; paths are matched exactly as written.")
 
 
 @functools.cache

@@ -64,8 +64,38 @@ def load_source(source: Path, root: Path, env: Mapping[str, str] | None = None) 
         app = functions_framework.create_app(target="handle", source=str(source), signature_type="http")  # type: ignore[no-untyped-call]
         module = sys.modules[source.stem]
     runtime: Runtime = module.handle.runtime
-    app.config["MAX_CONTENT_LENGTH"] = 8 * 1024 * 1024
+    if not hasattr(app, "wsgi_app"):  # an async function (eco2.aio): functions-framework built a Starlette app
+        return app, runtime
+    app.config["MAX_CONTENT_LENGTH"] = None  # bounded below, before Flask reads anything
+    app.wsgi_app = BodyLimit(app.wsgi_app, runtime.body_cap())  # type: ignore[method-assign]
     return app, runtime
+
+
+class BodyLimit:
+    """Refuse a body larger than any route of the function accepts before Flask (or
+    functions-framework, which drains every body after the request) reads it: a 413 in the
+    error shape rather than an HTML page, and a chunked body cut off at the cap."""
+
+    def __init__(self, app: Any, cap: int) -> None:
+        self.app = app
+        self.cap = cap
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        length = environ.get("CONTENT_LENGTH") or ""
+        if length.isdigit() and int(length) > self.cap:
+            import json
+
+            body = json.dumps({"detail": f"The body is larger than {self.cap} bytes.", "code": "PAYLOAD_TOO_LARGE"})
+            start_response(
+                "413 Request Entity Too Large",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")],
+            )
+            return [body.encode()]
+        if not length and environ.get("wsgi.input_terminated"):
+            from werkzeug.wsgi import LimitedStream
+
+            environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], self.cap + 1)
+        return self.app(environ, start_response)
 
 
 def serve(source: Path, root: Path, host: str, port: int) -> None:

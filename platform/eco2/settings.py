@@ -7,6 +7,7 @@ instances, which never show their value in `repr`, `str` or logs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 ENVIRONMENTS = ("development", "test", "production")
-_DEV_JWT_SECRET = "eco2-development-only-secret-change-me-0123456789"
 
 
 class SettingsError(RuntimeError):
@@ -148,8 +148,6 @@ class Settings:
     cdn_base_url: str = ""
     openai_base_url: str = ""
     openai_api_key: Secret = field(default_factory=lambda: Secret(""))
-    llm_vision_model: str = "gpt-4o-mini"
-    llm_answer_model: str = "gpt-4o-mini"
     llm_timeout: float = 30.0
     llm_max_attempts: int = 3
     llm_backoff: float = 0.5
@@ -165,6 +163,8 @@ class Settings:
     cookie_domain: str = ""
     cookie_secure: bool = False
     allowed_origins: tuple[str, ...] = ()
+    trusted_proxy_hops: int = 0  # proxies in front that append to X-Forwarded-For (rate limits)
+    rate_limits: str = ""  # ECO2_RATE_LIMITS: JSON {"METHOD /path": "N/period" | "off"} overrides
     # auth function
     oauth_providers: tuple[OAuthProviderSettings, ...] = ()
     oauth_state_ttl: int = 600
@@ -208,7 +208,7 @@ class Settings:
         environment = reader.choice("ECO2_ENV", ENVIRONMENTS, "production")
         is_dev = environment != "production"
 
-        jwt_secret = reader.text("JWT_SECRET", _DEV_JWT_SECRET if is_dev else "")
+        jwt_secret = reader.text("JWT_SECRET", "")  # never a constant default: `eco2 dev` makes one per data dir
         providers = tuple(_read_provider(reader, name) for name in PROVIDERS)
         settings = cls(
             environment=environment,
@@ -228,8 +228,6 @@ class Settings:
             cdn_base_url=reader.text("CDN_BASE_URL", ""),
             openai_base_url=reader.text("OPENAI_BASE_URL", ""),
             openai_api_key=Secret(reader.text("OPENAI_API_KEY", "")),
-            llm_vision_model=reader.text("LLM_VISION_MODEL", "gpt-4o-mini"),
-            llm_answer_model=reader.text("LLM_ANSWER_MODEL", "gpt-4o-mini"),
             llm_timeout=reader.number("LLM_TIMEOUT", 30.0, minimum=0.1),
             llm_max_attempts=reader.integer("LLM_MAX_ATTEMPTS", 3, minimum=1),
             llm_backoff=reader.number("LLM_BACKOFF", 0.5, minimum=0.0),
@@ -244,6 +242,8 @@ class Settings:
             cookie_domain=reader.text("COOKIE_DOMAIN", ""),
             cookie_secure=reader.boolean("COOKIE_SECURE", not is_dev),
             allowed_origins=reader.origins("ALLOWED_ORIGINS"),
+            trusted_proxy_hops=reader.integer("TRUSTED_PROXY_HOPS", 0, minimum=0),
+            rate_limits=reader.rate_limits("ECO2_RATE_LIMITS"),
             oauth_providers=providers,
             oauth_state_ttl=reader.integer("OAUTH_STATE_TTL", 600, minimum=30),
             oauth_http_timeout=reader.integer("OAUTH_HTTP_TIMEOUT", 10, minimum=1),
@@ -317,6 +317,24 @@ class _Reader:
                 continue
             out.append(host)
         return tuple(out)
+
+    def rate_limits(self, key: str) -> str:
+        raw = self.env.get(key, "").strip()
+        if not raw:
+            return ""
+        from limits import parse
+
+        try:
+            given = json.loads(raw)
+            if not isinstance(given, dict):
+                raise ValueError("not an object")
+            for value in given.values():
+                if value != "off":
+                    parse(str(value))
+        except ValueError as exc:
+            self.problems.append(f'{key}: expected JSON like {{"POST /api/v1/scan": "10/minute"}}: {exc}')
+            return ""
+        return raw
 
     def boolean(self, key: str, default: bool) -> bool:
         raw = self.env.get(key, "").strip().lower()

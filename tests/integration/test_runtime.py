@@ -241,7 +241,7 @@ def test_malformed_events_are_clear_4xx(client: FunctionClient) -> None:
         client.post("/", data="[]", content_type="application/cloudevents-batch+json"), 400, "UNSUPPORTED_BATCH"
     )
     not_ce = client.post("/", data='{"hello": 1}', content_type="application/json")
-    assert_error(not_ce, 404, "NOT_FOUND")
+    assert_error(not_ce, 400, "NOT_A_CLOUDEVENT")
     wrong_version = client.post(
         "/",
         data="{}",

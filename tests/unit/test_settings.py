@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from eco2.settings import Secret, Settings, SettingsError, mask_url
@@ -49,9 +51,24 @@ def test_secrets_never_show() -> None:
     assert mask_url("redis://localhost:6379") == "redis://localhost:6379"
 
 
-def test_development_has_a_usable_jwt_default() -> None:
-    s = Settings.from_env({"ECO2_ENV": "development"}, uses=("jwt",))
-    assert len(s.jwt_secret.get()) >= 32 and s.cookie_secure is False
+def test_no_environment_falls_back_to_a_constant_jwt_secret() -> None:
+    for environment in ("development", "test", "production"):
+        with pytest.raises(SettingsError, match="JWT_SECRET"):
+            Settings.from_env({"ECO2_ENV": environment}, uses=("jwt",))
+    s = Settings.from_env({"ECO2_ENV": "development", "JWT_SECRET": "d" * 40}, uses=("jwt",))
+    assert s.cookie_secure is False
+
+
+def test_eco2_dev_makes_one_random_secret_per_data_directory(tmp_path: Path) -> None:
+    from eco2.dev import dev_secret
+
+    first, other = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    other.mkdir()
+    secret = dev_secret(first)
+    assert len(secret) >= 32 and dev_secret(first) == secret  # kept: a restart keeps the sessions
+    assert dev_secret(other) != secret
+    assert (first / "jwt-secret").stat().st_mode & 0o077 == 0  # the owner's only
 
 
 def test_a_function_section_is_read_from_the_environment_and_lists_every_problem() -> None:
