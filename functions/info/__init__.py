@@ -1,0 +1,1 @@
+"""info: recycling news collected on a schedule, and recycling information (categories, items, FAQ)."""
