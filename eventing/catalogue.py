@@ -71,18 +71,27 @@ class UserDeleted(_Data):
     user_id: str
 
 
+class GeoPoint(_Data):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
 class ChatRequested(_Data):
     job_id: str
     user_id: str
     chat_id: str
     message: str
     image_url: str | None = None
+    user_location: GeoPoint | None = None
+    model: str | None = None
+    requested_at: str | None = None  # ISO-8601: the user message's time when it is stored
 
 
 class ChatCompleted(_Data):
     job_id: str
     chat_id: str
     assistant_message_id: str
+    user_id: str | None = None
 
 
 class NewsCollectionScheduled(_Data):

@@ -10,14 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from functions.common.vision import VISION_SYSTEM, vision_schema
+
 log = logging.getLogger("eco2.scan.llm")
 
-VISION_SYSTEM = (
-    "너는 사진 속 폐기물을 한국 분리배출 기준으로 분류하는 도우미야. 반드시 주어진 분류표의 문자열만 "
-    "그대로 써. 대분류(major)와 중분류(middle)는 분류표에 있는 값이어야 하고, 애매하면 둘 다 '미분류'로 "
-    "답해. 품목(minor)은 사진 속 물건의 이름을 짧게 적어. situation_tags에는 사진에서 실제로 보이는 "
-    "상태만 태그 목록에서 골라 넣어."
-)
 ANSWER_SYSTEM = (
     "너는 분리배출 도우미 '이코'야. 친근한 존댓말로, 주어진 배출 규칙에서 벗어나지 말고 답해. "
     "disposal_steps는 규칙을 바탕으로 실제로 해야 할 순서대로 쓰고, user_answer는 세 문장 이내로 "
@@ -36,20 +32,6 @@ class Vision:
     minor: str
     tags: list[str] = field(default_factory=list)
     note: str | None = None  # set when the answer had to be corrected or replaced
-
-
-def vision_schema(majors: list[str], middles: list[str], tags: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["major_category", "middle_category", "minor_category", "situation_tags"],
-        "properties": {
-            "major_category": {"type": "string", "enum": majors},
-            "middle_category": {"type": "string", "enum": middles},
-            "minor_category": {"type": "string"},
-            "situation_tags": {"type": "array", "items": {"type": "string", "enum": tags}},
-        },
-    }
 
 
 ANSWER_SCHEMA: dict[str, Any] = {

@@ -8,15 +8,11 @@ is not valid JSON, or is off the taxonomy, is corrected or falls back to 미분�
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
-from importlib import resources
 from typing import Any
 
-import yaml
-
-from functions.common import recycling
+from functions.common import lexicon, recycling
 from functions.common.characters import Character, catalog
 from functions.common.scanjobs import JobStore
 from functions.scan_worker.llm import LLM, LLMError, Vision
@@ -61,34 +57,17 @@ def vision_stage(llm: LLM, image_url: str, user_input: str | None, model: str | 
     return Vision(fixed.major, fixed.middle, fixed.minor, known, note=note)
 
 
-@functools.cache
-def _keywords() -> tuple[tuple[str, str, str], ...]:
-    """(word, major, middle), longest words first, from data/keywords.yaml."""
-    text = resources.files("functions.scan_worker").joinpath("data/keywords.yaml").read_text(encoding="utf-8")
-    out = [
-        (re.sub(r"\s+", "", word), entry["major"], entry["middle"])
-        for entry in yaml.safe_load(text)
-        for word in entry["words"]
-    ]
-    return tuple(sorted(out, key=lambda w: -len(w[0])))
+_keywords = lexicon.keywords  # (word, major, middle), longest first: functions/common/data/keywords.yaml
 
 
 def offline_classify(user_input: str | None) -> Vision:
     """No model: match the user's words against everyday words and the taxonomy's own names."""
     text = re.sub(r"\s+", "", user_input or "")
-    tax = recycling.taxonomy()
-    candidates = [(word, major, middle) for word, major, middle in _keywords()]
-    for major in tax.majors():
-        for middle in tax.middles(major):
-            for name in [middle, *tax.items(major, middle)]:
-                candidates.append((re.sub(r"\(.*?\)|\s+", "", name), major, middle))
-    found = [(w, major, middle) for w, major, middle in candidates if w and w in text]
     tags = [t for t in recycling.situation_tags() if _mentions(text, t)]
-    if not found:
+    found = lexicon.find_item(user_input)
+    if found is None:
         return Vision(UNCLASSIFIED, UNCLASSIFIED, "", tags, note=OFFLINE_NOTE)
-    word, major, middle = max(found, key=lambda f: len(f[0]))
-    fixed = tax.normalise(major, middle, word)
-    return Vision(fixed.major, fixed.middle, word, tags, note=OFFLINE_NOTE)
+    return Vision(found.major, found.middle, found.minor, tags, note=OFFLINE_NOTE)
 
 
 def _mentions(text: str, tag: str) -> bool:
