@@ -45,7 +45,9 @@ def clean_db(pg_url: str) -> str:
         tables = [
             r[0]
             for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+                # spatial_ref_sys is PostGIS' own reference data (the location function), not test data
+                "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                "AND tablename NOT IN ('alembic_version', 'spatial_ref_sys')"
             )
         ]
         if tables:

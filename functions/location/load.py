@@ -128,7 +128,7 @@ def load_points(connection: Connection, rows: Iterable[dict[str, Any]] | None = 
         points = Table("collection_points", MetaData(), autoload_with=connection)
     columns = set(points.c.keys())
     wanted = {r["id"]: {k: v for k, v in r.items() if k in columns} for r in (read_points() if rows is None else rows)}
-    have = dict(connection.execute(select(points.c.id, points.c.content_hash)).tuples().all())
+    have = {r[0]: r[1] for r in connection.execute(select(points.c.id, points.c.content_hash))}
     new = [r for i, r in wanted.items() if i not in have]
     changed = [r for i, r in wanted.items() if i in have and have[i] != r["content_hash"]]
     gone = [i for i in have if i not in wanted]

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text, and_, func, or_, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from functions.location.geo import EARTH_RADIUS_M
 
@@ -64,6 +65,35 @@ def _filters(store: Sequence[str] | None, pickup: Sequence[str] | None) -> list[
     return clauses
 
 
+def nearby_statement(
+    dialect: str,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    limit: int,
+    store: Sequence[str] | None = None,
+    pickup: Sequence[str] | None = None,
+) -> Select[Any]:
+    """The index-backed candidate query for `dialect` ("postgresql" or "sqlite")."""
+    filters = _filters(store, pickup)
+    if dialect == "postgresql":
+        within = text(
+            "ST_DWithin(collection_points.geog, ST_SetSRID(ST_MakePoint(:w_lon, :w_lat), 4326)::geography, :w_m, false)"
+        ).bindparams(w_lon=lon, w_lat=lat, w_m=radius_m * 1.001 + 1)
+        distance = text(
+            "ST_Distance(collection_points.geog, ST_SetSRID(ST_MakePoint(:d_lon, :d_lat), 4326)::geography, false)"
+        ).bindparams(d_lon=lon, d_lat=lat)
+        return select(points).where(within, *filters).order_by(distance, points.c.id).limit(limit + SLACK)
+    dlat = math.degrees(radius_m / EARTH_RADIUS_M) * 1.001 + 1e-6
+    widest = min(89.9, abs(lat) + dlat)
+    dlon = min(180.0, dlat / math.cos(math.radians(widest)))
+    box = and_(
+        points.c.latitude.between(lat - dlat, lat + dlat),
+        points.c.longitude.between(lon - dlon, lon + dlon),
+    )
+    return select(points).where(box, *filters)
+
+
 def nearby_candidates(
     session: Session,
     lat: float,
@@ -74,24 +104,8 @@ def nearby_candidates(
     pickup: Sequence[str] | None = None,
 ) -> list[Row]:
     """Points that may lie within `radius_m` (a superset, from an index); exact cut in geo.py."""
-    filters = _filters(store, pickup)
-    if session.get_bind().dialect.name == "postgresql":
-        within = text(
-            "ST_DWithin(collection_points.geog, ST_SetSRID(ST_MakePoint(:w_lon, :w_lat), 4326)::geography, :w_m, false)"
-        ).bindparams(w_lon=lon, w_lat=lat, w_m=radius_m * 1.001 + 1)
-        distance = text(
-            "ST_Distance(collection_points.geog, ST_SetSRID(ST_MakePoint(:d_lon, :d_lat), 4326)::geography, false)"
-        ).bindparams(d_lon=lon, d_lat=lat)
-        query = select(points).where(within, *filters).order_by(distance, points.c.id).limit(limit + SLACK)
-    else:
-        dlat = math.degrees(radius_m / EARTH_RADIUS_M) * 1.001 + 1e-6
-        widest = min(89.9, abs(lat) + dlat)
-        dlon = min(180.0, dlat / math.cos(math.radians(widest)))
-        box = and_(
-            points.c.latitude.between(lat - dlat, lat + dlat),
-            points.c.longitude.between(lon - dlon, lon + dlon),
-        )
-        query = select(points).where(box, *filters)
+    dialect = session.get_bind().dialect.name
+    query = nearby_statement(dialect, lat, lon, radius_m, limit, store, pickup)
     return [dict(r) for r in session.execute(query).mappings()]
 
 
