@@ -43,7 +43,18 @@ from eco2.ce import PING_TYPE_EXTENSION  # noqa: E402  (the runtime maps such ti
 LOCAL_GATEWAY = "knative-local-gateway.istio-system.svc.cluster.local"
 INGRESS_GATEWAY = "knative-serving/knative-ingress-gateway"
 
-KIND_ORDER = ("RabbitmqBrokerConfig", "Broker", "Service", "Trigger", "PingSource", "VirtualService")
+KIND_ORDER = (
+    "RabbitmqBrokerConfig",
+    "Broker",
+    "Service",
+    "Trigger",
+    "PingSource",
+    "VirtualService",
+    "AuthorizationPolicy",
+)
+PUBLIC_INGRESS_HEADER = "x-eco2-ingress"  # eco2.runtime.PUBLIC_INGRESS_HEADER, as Envoy spells headers
+EVENT_PATH = "/"  # eco2.runtime.EVENT_PATH: where Triggers deliver (a subscriber ref has no path)
+INGRESS_GATEWAY_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 NAME_LABEL = "app.kubernetes.io/name"
 
@@ -211,9 +222,10 @@ def service(
         pod["serviceAccountName"] = deploy.serviceAccountName
     pod["containers"] = [container]
     labels = _labels(spec.name, _extra_labels(spec))
-    if not spec.http:
-        # event-only: no public route; reachable only inside the cluster (the broker's dispatcher)
-        labels["networking.knative.dev/visibility"] = "cluster-local"
+    # Every Service is cluster-local: Knative then makes no public host for it (a public one would
+    # answer `Host: <name>.<namespace>.<domain>` on the ingress gateway, event path included). The
+    # public API reaches HTTP functions only through the VirtualServices below, per prefix.
+    labels["networking.knative.dev/visibility"] = "cluster-local"
     template_meta: dict[str, Any] = {"labels": _labels(spec.name)}
     annotations = _template_annotations(spec)
     if annotations:
@@ -416,9 +428,38 @@ def virtual_service(spec: FunctionSpec, *, public_host: str, cluster_domain: str
                     # the VirtualServices of one host on one gateway are merged in no fixed order.
                     "match": [{"uri": {"exact": prefix}}, {"uri": {"prefix": prefix.rstrip("/") + "/"}}],
                     "rewrite": {"authority": authority},
+                    # marks what came from the internet; the runtime and the AuthorizationPolicy
+                    # refuse events that carry it (a client cannot remove a header set here)
+                    "headers": {"request": {"set": {PUBLIC_INGRESS_HEADER: "public"}}},
                     "route": [{"destination": {"host": LOCAL_GATEWAY, "port": {"number": 80}}, "weight": 100}],
                 }
                 for prefix in spec.ingress
+            ],
+        },
+    }
+
+
+def authorization_policy(spec: FunctionSpec) -> dict[str, Any]:
+    """Defence in depth for the private event path (with sidecar injection in the namespace):
+    refuse `POST /` to anything the public ingress forwarded — marked by the VirtualServices'
+    header, or sent by the ingress gateway's identity. Triggers' deliveries (the RabbitMQ
+    dispatcher) carry neither and are allowed; the runtime makes the same check itself."""
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": _meta(f"{spec.name}-event-path", spec.namespace, _labels(spec.name)),
+        "spec": {
+            "selector": {"matchLabels": {"serving.knative.dev/service": spec.name}},
+            "action": "DENY",
+            "rules": [
+                {
+                    "to": [{"operation": {"paths": [EVENT_PATH]}}],
+                    "when": [{"key": f"request.headers[{PUBLIC_INGRESS_HEADER}]", "values": ["*"]}],
+                },
+                {
+                    "from": [{"source": {"principals": [INGRESS_GATEWAY_PRINCIPAL]}}],
+                    "to": [{"operation": {"paths": [EVENT_PATH]}}],
+                },
             ],
         },
     }
@@ -445,6 +486,7 @@ def _function_objects(
     out += _schedule_objects(spec, broker)
     if routes and spec.http:
         out.append(virtual_service(spec, public_host=public_host, cluster_domain=cluster_domain))
+    out.append(authorization_policy(spec))
     return out
 
 

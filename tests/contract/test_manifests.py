@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from eco2 import funcyaml
 from eco2.ce import PING_TYPE, PING_TYPE_EXTENSION
@@ -21,10 +22,12 @@ from eventing import manifests
 from eventing.catalogue import CATALOGUE, INFO_NEWS_DUE, SCAN_COMPLETED, SCAN_REQUESTED
 from eventing.crdschema import CRDSchemas, SchemaError
 from eventing.triggers import dns_label, trigger_name
+from tests.support.istio_crds import istio_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 CRD_KINDS = {"Service", "Broker", "Trigger", "PingSource", "RabbitmqBrokerConfig"}
+ISTIO_KINDS = {"VirtualService", "AuthorizationPolicy"}
 
 # A project with what the repository's func.yaml does not have yet: event-only functions,
 # subscriptions with delivery and parallelism, a schedule, an `{{ env:VAR }}` template.
@@ -136,14 +139,28 @@ def test_rendered_objects_match_the_crd_schemas(which: str, request: pytest.Fixt
     project: FuncYaml = request.getfixturevalue(which)
     objects = render(project)
     kinds = {o["kind"] for o in objects}
-    assert kinds - {"VirtualService"} <= CRD_KINDS
-    problems = [p for obj in objects if obj["kind"] != "VirtualService" for p in crds.validate(obj)]
+    assert kinds <= CRD_KINDS | ISTIO_KINDS
+    istio = istio_schemas()
+    problems = [p for obj in objects for p in (istio if obj["kind"] in ISTIO_KINDS else crds).validate(obj)]
     assert problems == []
-    assert all(crds.covers(o) for o in objects if o["kind"] != "VirtualService")
+    assert all(crds.covers(o) or istio.covers(o) for o in objects)
+
+
+def test_istio_schemas_are_strict() -> None:
+    istio = istio_schemas()
+    [policy] = [
+        o
+        for o in manifests.render_function(funcyaml.load(ROOT / "func.yaml"), "character")
+        if o["kind"] == "AuthorizationPolicy"
+    ]
+    assert istio.validate(policy) == []
+    broken = copy.deepcopy(policy)
+    broken["spec"]["rules"][0]["to"][0]["operation"]["pathz"] = ["/"]
+    assert any("pathz" in p for p in istio.validate(broken))
 
 
 def test_sample_renders_every_kind(sample: FuncYaml) -> None:
-    assert {o["kind"] for o in render(sample)} == CRD_KINDS | {"VirtualService"}
+    assert {o["kind"] for o in render(sample)} == CRD_KINDS | ISTIO_KINDS
 
 
 def test_missing_crd_folder_fails_instead_of_skipping(tmp_path: Path) -> None:
@@ -380,8 +397,8 @@ def test_contract(which: str, request: pytest.FixtureRequest) -> None:
         service = named(objects, "Service", spec.name)
         routes = [v for v in by_kind(objects, "VirtualService") if v["metadata"]["name"] == spec.name]
         visibility = service["metadata"]["labels"].get("networking.knative.dev/visibility")
+        assert visibility == "cluster-local"  # no Knative public host: the VirtualServices are the way in
         if spec.http:
-            assert visibility is None
             [route] = routes
             prefixes = {
                 m["uri"].get("exact") or m["uri"]["prefix"].rstrip("/")
@@ -393,7 +410,6 @@ def test_contract(which: str, request: pytest.FixtureRequest) -> None:
                 f"{spec.name}.{spec.namespace}.svc.cluster.local"
             }
         else:
-            assert visibility == "cluster-local"
             assert routes == []
 
         scale = spec.deploy.options.scale
@@ -556,8 +572,10 @@ def test_render_one_function(sample: FuncYaml) -> None:
         ("Trigger", "info-ping-news"),
         ("PingSource", "info-news"),
         ("VirtualService", "info"),
+        ("AuthorizationPolicy", "info-event-path"),
     ]
-    assert manifests.render_function(sample, "info", environ=ENVIRON, routes=False) == objects[:-1]
+    without_routes = [o for o in objects if o["kind"] != "VirtualService"]
+    assert manifests.render_function(sample, "info", environ=ENVIRON, routes=False) == without_routes
     assert render(sample, only="info") == objects
     with pytest.raises(funcyaml.FuncYamlError, match="no such function"):
         manifests.render_function(sample, "nope")
@@ -570,3 +588,54 @@ def test_long_names_stay_valid_and_stable() -> None:
     assert name == dns_label(long)
     assert name != dns_label(long + "-x")
     assert trigger_name("character", {"type": SCAN_COMPLETED}) == "character-scan-job-completed-v1"
+
+
+# -- the private event path -------------------------------------------------------------------------
+def _istio_uri_matches(match: dict[str, str], path: str) -> bool:
+    if "exact" in match:
+        return path == match["exact"]
+    if "prefix" in match:
+        return path.startswith(match["prefix"])
+    return re.fullmatch(match["regex"], path) is not None
+
+
+def _public_virtual_services() -> list[dict[str, Any]]:
+    """The VirtualServices on the public gateway: rendered from func.yaml and kept in infra/k8s."""
+    rendered = by_kind(render(funcyaml.load(ROOT / "func.yaml")), "VirtualService")
+    kept = [
+        doc
+        for file in sorted((ROOT / "infra" / "k8s" / "base" / "ingress").glob("*.yaml"))
+        for doc in yaml.safe_load_all(file.read_text(encoding="utf-8"))
+        if doc and doc.get("kind") == "VirtualService"
+    ]
+    return rendered + kept
+
+
+def test_no_public_route_reaches_any_event_path() -> None:
+    """The ALB sends only /api/v1 to the gateway; no VirtualService on the public gateway matches
+    `/`; every Service is cluster-local (no Knative public host); every public route marks what it
+    forwards; every function has the AuthorizationPolicy refusing marked traffic on `/`."""
+    project = funcyaml.load(ROOT / "func.yaml")
+    objects = render(project)
+    [alb] = [
+        d
+        for d in yaml.safe_load_all((ROOT / "infra/k8s/base/ingress/ingress-alb.yaml").read_text(encoding="utf-8"))
+        if d and d.get("kind") == "Ingress"
+    ]
+    alb_paths = [p["path"] for rule in alb["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert alb_paths and all(p.startswith("/api/v1") for p in alb_paths), alb_paths
+    for route in _public_virtual_services():
+        for rule in route["spec"]["http"]:
+            for match in rule["match"]:
+                assert not _istio_uri_matches(match["uri"], manifests.EVENT_PATH), route["metadata"]["name"]
+            marked = rule.get("headers", {}).get("request", {}).get("set", {})
+            assert marked.get(manifests.PUBLIC_INGRESS_HEADER) == "public", route["metadata"]["name"]
+    for spec in project.functions.values():
+        service = named(objects, "Service", spec.name)
+        assert service["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+        policy = named(objects, "AuthorizationPolicy", f"{spec.name}-event-path")
+        assert policy["spec"]["action"] == "DENY"
+        assert policy["spec"]["selector"]["matchLabels"] == {"serving.knative.dev/service": spec.name}
+        keys = {w["key"] for rule in policy["spec"]["rules"] for w in rule.get("when", [])}
+        assert f"request.headers[{manifests.PUBLIC_INGRESS_HEADER}]" in keys
+        assert all(rule["to"][0]["operation"]["paths"] == [manifests.EVENT_PATH] for rule in policy["spec"]["rules"])
