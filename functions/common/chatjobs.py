@@ -75,8 +75,8 @@ class Entry:
 def is_stream_id(value: str | None) -> bool:
     if not value:
         return False
-    head, _, tail = value.partition("-")
-    return head.isdigit() and (tail == "" or tail.isdigit())
+    head, dash, tail = value.partition("-")
+    return head.isdigit() and (tail.isdigit() if dash else True)
 
 
 def frame(entry_id: str, event: str, data: str) -> str:

@@ -645,3 +645,55 @@ def test_offline_answer_is_marked_streamed_and_stored(
     assert rules is not None and rules.common_steps[0] in answer
     stored = chat.get(f"/api/v1/chat/{chat_id}", headers=headers).json["messages"]
     assert stored[-1]["role"] == "assistant" and stored[-1]["content"] == answer
+
+
+def test_stream_sends_keepalives_with_an_id_and_stops_at_its_limit(chat: FunctionClient, sink: EventSink) -> None:
+    """Nothing new within the keepalive interval: a `keepalive` carrying the last id (so a reconnect
+    after it still resumes exactly); the time limit (a fake clock here) ends the stream instead of hanging."""
+    import redis
+
+    from functions.common import chatjobs
+
+    _, headers = new_user(chat)
+    job = send(chat, headers, new_chat(chat, headers), message="안녕")["job_id"]
+    jobs = chatjobs.ChatJobs(redis.Redis.from_url(chat.runtime.settings.redis_url.get(), decode_responses=True))
+    ticks = iter([0.0, 0.0, chatjobs.STREAM_LIMIT_SECONDS + 1])
+    original = chatjobs.KEEPALIVE_SECONDS
+    chatjobs.KEEPALIVE_SECONDS = 1
+    try:
+        frames = list(chatjobs.sse_frames(jobs, job, None, lambda: next(ticks)))
+    finally:
+        chatjobs.KEEPALIVE_SECONDS = original
+    assert frames[0].startswith("retry:")
+    assert "event: token_recovery" in frames[1]
+    recovery_id = frames[1].split("\n")[0].removeprefix("id: ")
+    assert frames[2] == f"id: {recovery_id}\nevent: keepalive\ndata: {json.dumps({'job_id': job})}\n\n"
+    assert len(frames) == 3
+    assert chatjobs.KEEPALIVE_SECONDS < 60
+
+
+def test_messages_are_rate_limited_per_user(chat: FunctionClient, sink: EventSink) -> None:
+    _, headers = new_user(chat)
+    _, other = new_user(chat)
+    chat_id = new_chat(chat, headers)
+    statuses = [
+        chat.post(f"/api/v1/chat/{chat_id}/messages", json={"message": f"질문 {i}"}, headers=headers).status_code
+        for i in range(21)
+    ]
+    assert statuses[:20] == [200] * 20 and statuses[20] == 429
+    assert send(chat, other, new_chat(chat, other), message="저도 질문")["status"] == "submitted"
+
+
+def test_deleting_the_account_takes_the_conversations(
+    chat: FunctionClient, worker: FunctionClient, sink: EventSink, clean_db: str
+) -> None:
+    import psycopg
+
+    user_id, headers = new_user(chat)
+    chat_id = new_chat(chat, headers)
+    deliver(worker, sink, send(chat, headers, chat_id, message="종이컵은?")["job_id"])
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        conn.execute("DELETE FROM users WHERE id = %s", (uuid.UUID(user_id),))
+        left = conn.execute("SELECT count(*) FROM chat_messages").fetchone()
+        chats = conn.execute("SELECT count(*) FROM chat_conversations").fetchone()
+    assert left == (0,) and chats == (0,)
