@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 from eco2 import Context, Function
 from eco2.security import ACCESS_COOKIE, REFRESH_COOKIE, bearer
 from functions.auth import service
+from functions.auth.config import AuthConfig
 from functions.auth.schemas import (
     AuthorizeQuery,
     AuthorizeResponse,
@@ -29,7 +30,9 @@ fn = Function(
     "auth",
     uses=("db", "redis", "jwt"),
     description="Social sign-in (Kakao, Google, Naver), token refresh and logout.",
+    config=AuthConfig,
 )
+OAUTH_RATE = "30/minute"  # sign-in start and callback, per client address
 REFRESH_HEADER = "X-Refresh-Token"
 
 
@@ -47,18 +50,24 @@ def _set_session_cookies(ctx: Context, tokens: service.TokenPair) -> None:
     ctx.set_cookie(REFRESH_COOKIE, tokens.refresh.token, codec.ttl("refresh"))
 
 
-@fn.get("/api/v1/auth/{provider}", query=AuthorizeQuery, response=AuthorizeResponse)
+def _config(ctx: Context) -> AuthConfig:
+    config: AuthConfig = ctx.config
+    return config
+
+
+@fn.get("/api/v1/auth/{provider}", query=AuthorizeQuery, response=AuthorizeResponse, rate=OAUTH_RATE)
 def authorize(ctx: Context, provider: str, query: AuthorizeQuery) -> AuthorizeResponse:
     """Start a sign-in: a single-use state and the provider's authorization URL."""
     origin = _request(ctx).headers.get("X-Frontend-Origin")
-    data = service.start_authorization(ctx.redis, ctx.settings, provider, query.redirect_uri, origin)
+    callbacks = _config(ctx).callback_urls(provider)
+    data = service.start_authorization(ctx.redis, ctx.settings, provider, query.redirect_uri, origin, callbacks)
     # binds the sign-in to this browser: the callback must come back with the same cookie
     ctx.set_cookie(STATE_COOKIE, data.state, ctx.settings.oauth_state_ttl)
     ctx.headers["Cache-Control"] = "no-store"
     return AuthorizeResponse(data=data)
 
 
-@fn.get("/api/v1/auth/{provider}/callback", query=CallbackQuery)
+@fn.get("/api/v1/auth/{provider}/callback", query=CallbackQuery, rate=OAUTH_RATE)
 def callback(ctx: Context, provider: str, query: CallbackQuery) -> Response:
     """The provider sends the browser here: sign in, set the cookies, redirect to the app."""
     cookie = _request(ctx).cookies.get(STATE_COOKIE, "")
@@ -84,11 +93,12 @@ def callback(ctx: Context, provider: str, query: CallbackQuery) -> Response:
 
 @fn.post("/api/v1/auth/refresh", response=RefreshResponse)
 def refresh(ctx: Context) -> RefreshResponse:
-    """Rotate the refresh token: a new pair of cookies; the old refresh token is revoked."""
+    """Rotate the refresh token: a new pair of cookies (the same pair again within the reuse grace window)."""
     request = _request(ctx)
     from_header = bearer(request.headers.get(REFRESH_HEADER))
     token = request.cookies.get(REFRESH_COOKIE) or from_header
-    tokens = service.refresh_session(ctx.db, ctx.redis, ctx.clients.tokens, token)
+    grace = _config(ctx).refresh_reuse_grace_seconds
+    tokens = service.refresh_session(ctx.db, ctx.redis, ctx.clients.tokens, token, grace)
     _set_session_cookies(ctx, tokens)
     ctx.headers["Cache-Control"] = "no-store"
     non_browser = from_header is not None and token == from_header
@@ -106,7 +116,7 @@ def refresh(ctx: Context) -> RefreshResponse:
 
 @fn.post("/api/v1/auth/logout", response=LogoutResponse)
 def logout(ctx: Context) -> LogoutResponse:
-    """Revoke the session's tokens and clear the cookies; never 401."""
+    """Revoke the session (from either token) and both tokens, clear the cookies; never 401."""
     request = _request(ctx)
     service.logout(
         ctx.redis,

@@ -2,10 +2,11 @@
 
 A plain WSGI app (werkzeug, no Flask) serving, for each provider name `p` in kakao, google, naver:
 
-    GET|POST /dev/oauth/{p}/authorize  a sign-in page (nickname + "Sign in"); submitting redirects
-                                       to redirect_uri with `code` and `state`. `auto=1&nickname=X`
-                                       redirects at once (scripts, tests); "Cancel" (or `deny=1`)
-                                       redirects with `error=access_denied`.
+    GET      /dev/oauth/{p}/authorize  a sign-in page (nickname + "Sign in"); never issues a code
+    POST     /dev/oauth/{p}/authorize  the page's form (`nickname`, `action=signin`): redirects to
+                                       redirect_uri with `code` and `state`; "Cancel"
+                                       (`action=deny`, or `deny=1`) redirects with
+                                       `error=access_denied`. Scripts post the same form.
     POST     /dev/oauth/{p}/token      authorization_code grant: client_id/secret, single-use code,
                                        redirect_uri match, PKCE S256 verifier when a challenge was
                                        sent, `state` for naver → {"access_token", "token_type", "expires_in"}
@@ -14,8 +15,10 @@ A plain WSGI app (werkzeug, no Flask) serving, for each provider name `p` in kak
 
 The paths also work with the `/dev/oauth` prefix stripped (mounted under it by a dispatcher).
 `dev_provider_env(base_url)` gives the KAKAO_/GOOGLE_/NAVER_ settings that point the auth function
-at it. It holds everything in memory, accepts any nickname and must only ever be mounted in
-development (`dev_provider_allowed(settings)`).
+at it. It redirects only to the callback URLs the auth function is configured with
+(`AuthConfig.callback_urls`: `<P>_REDIRECT_URIS`, else `ECO2_PUBLIC_URL` + the callback path), so
+a sign-in link cannot send a code anywhere else. It holds everything in memory, accepts any
+nickname and must only ever be mounted in development (`dev_provider_allowed(settings)`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import base64
 import hashlib
 import html
 import json
+import os
 import re
 import secrets
 import threading
@@ -114,8 +118,14 @@ def _append_query(url: str, params: Mapping[str, str]) -> str:
 class DevOAuthProvider:
     """The WSGI app. `clients` maps provider name → (client_id, client_secret)."""
 
-    def __init__(self, clients: Mapping[str, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        clients: Mapping[str, tuple[str, str]] | None = None,
+        redirect_uris: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        """`redirect_uris`: provider name → the only callback URLs it redirects to (exact match)."""
         self.clients = dict(clients or {p: (dev_client_id(p), dev_client_secret(p)) for p in PROVIDER_NAMES})
+        self.redirect_uris = {name: tuple(uris) for name, uris in (redirect_uris or {}).items()}
         self._grants: dict[str, _Grant] = {}
         self._tokens: dict[str, _Token] = {}
         self._lock = threading.Lock()
@@ -146,8 +156,8 @@ class DevOAuthProvider:
         problem = None
         if client_id != self.clients[provider][0]:
             problem = "unknown client_id"
-        elif urlsplit(redirect_uri).scheme not in ("http", "https") or not urlsplit(redirect_uri).netloc:
-            problem = "redirect_uri must be an http(s) URL"
+        elif redirect_uri not in self.redirect_uris.get(provider, ()):
+            problem = "redirect_uri is not the callback URL configured for this server"
         elif values.get("response_type", "code") != "code":
             problem = "only response_type=code is supported"
         elif values.get("code_challenge") and values.get("code_challenge_method", "plain") != "S256":
@@ -157,8 +167,7 @@ class DevOAuthProvider:
         state = values.get("state", "")
         if values.get("action") == "deny" or values.get("deny") == "1":
             return Response(status=302, headers={"Location": _append_query(redirect_uri, self._deny(state))})
-        submitted = values.get("action") == "signin" or values.get("auto") == "1"
-        if not submitted:
+        if request.method != "POST" or values.get("action") != "signin":  # a GET never issues a code
             return self._page(provider, values)
         nickname = (values.get("nickname") or "").strip()[:60] or DEFAULT_NICKNAME
         code = secrets.token_urlsafe(24)
@@ -300,6 +309,14 @@ def profile_payload(provider: str, nickname: str) -> dict[str, Any]:
     }
 
 
-def make_dev_provider(clients: Mapping[str, tuple[str, str]] | None = None) -> DevOAuthProvider:
-    """The development provider as a WSGI app (mount it under /dev/oauth, or serve it at the root)."""
-    return DevOAuthProvider(clients)
+def make_dev_provider(
+    clients: Mapping[str, tuple[str, str]] | None = None, env: Mapping[str, str] | None = None
+) -> DevOAuthProvider:
+    """The development provider as a WSGI app (mount it under /dev/oauth, or serve it at the root),
+    redirecting only to the auth function's callback URLs as configured in `env` (default: the
+    process environment)."""
+    from eco2.settings import read_section
+    from functions.auth.config import AuthConfig
+
+    config: AuthConfig = read_section(AuthConfig, os.environ if env is None else env)
+    return DevOAuthProvider(clients, {name: config.callback_urls(name) for name in PROVIDER_NAMES})

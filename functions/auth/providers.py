@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
@@ -97,6 +98,16 @@ def _text(value: Any, limit: int) -> str | None:
         return None
     value = value.strip()
     return value[:limit] or None
+
+
+def _display_text(value: Any, limit: int) -> str | None:
+    """A name from the provider without control or format characters (bidi overrides, zero-width
+    spaces; the emoji joiner stays), the same characters the users function refuses in a nickname."""
+    text = _text(value, limit * 2)
+    if text is None:
+        return None
+    kept = "".join(ch for ch in text if ch == "\u200d" or unicodedata.category(ch) not in ("Cc", "Cf"))
+    return kept.strip()[:limit] or None
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -201,8 +212,8 @@ class OAuthProvider:
             provider=self.name,
             provider_user_id=provider_user_id,
             email=_text(fields.get("email"), 320),
-            nickname=_text(fields.get("nickname"), 120),
-            name=_text(fields.get("name"), 120),
+            nickname=_display_text(fields.get("nickname"), 120),
+            name=_display_text(fields.get("name"), 120),
             profile_image_url=_text(fields.get("profile_image_url"), 1024),
         )
 

@@ -6,9 +6,11 @@
 - `complete_sign_in`: consume the state atomically (GETDEL), exchange the code, read the profile,
   create or update the user, issue the token pair. Every failure becomes a redirect to the app's
   login page; the reason is logged (never a code, token or secret).
-- `refresh_session`: rotation — the presented refresh token is revoked before a new pair is
-  issued; a token that was already revoked (rotated or logged out) is refused as reused.
-- `logout`: revoke whatever verifies, never fail.
+- `refresh_session` / `rotate`: rotation with a reuse grace window. Each sign-in starts a session
+  (the refresh family, claim `sid` in both tokens). The first use of a refresh token records its
+  successor pair; a use within REFRESH_REUSE_GRACE_SECONDS of that gets the same pair (the app
+  refreshes from several requests at once); a use after it revokes the whole session.
+- `logout`: revoke the session of whatever verifies (either token is enough), never fail.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import logging
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,9 +30,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from eco2.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
-from eco2.security import revoke
+from eco2.security import revoke, revoke_session
 from eco2.settings import OAuthProviderSettings, Settings
-from eco2.tokens import IssuedToken, TokenCodec, TokenType, blacklist_key, revoked_before_key
+from eco2.tokens import (
+    IssuedToken,
+    TokenClaims,
+    TokenCodec,
+    TokenType,
+    blacklist_key,
+    revoked_before_key,
+    session_revoked_key,
+)
 from functions.auth.providers import (
     ProviderError,
     ProviderProfile,
@@ -116,10 +127,21 @@ def start_authorization(
     provider_name: str,
     redirect_uri: str | None,
     origin_header: str | None,
+    callbacks: tuple[str, ...],
     now: datetime | None = None,
 ) -> Authorization:
+    """`callbacks`: the callback URLs configured for this provider; `redirect_uri` must be one of them."""
     config = provider_config(settings, provider_name)
     callback = validate_redirect_uri(redirect_uri, provider_name)
+    if not callbacks:
+        prefix = provider_name.upper()
+        raise ServiceUnavailable(
+            f"Sign-in with {provider_name} has no callback URL configured on this server "
+            f"({prefix}_REDIRECT_URIS, or ECO2_PUBLIC_URL).",
+            "PROVIDER_NOT_CONFIGURED",
+        )
+    if callback not in callbacks:  # exact match only (RFC 9700 §4.1.3): the code must come back here
+        raise BadRequest("redirect_uri: not a callback URL configured for this server", "INVALID_REDIRECT_URI")
     origin = resolve_origin(settings, origin_header)
     provider = make_provider(config, settings.oauth_http_timeout)
     now = now or datetime.now(UTC)
@@ -301,50 +323,146 @@ def _account(session: Session, profile: ProviderProfile) -> SocialAccount | None
     )
 
 
-def issue_pair(codec: TokenCodec, user_id: str, provider: str) -> TokenPair:
-    return TokenPair(codec.issue(user_id, "access", provider), codec.issue(user_id, "refresh", provider))
+def issue_pair(codec: TokenCodec, user_id: str, provider: str, session_id: str | None = None) -> TokenPair:
+    """A new pair; a sign-in starts a new session (refresh family), a rotation continues its own."""
+    sid = session_id or uuid.uuid4().hex
+    return TokenPair(
+        codec.issue(user_id, "access", provider, session_id=sid),
+        codec.issue(user_id, "refresh", provider, session_id=sid),
+    )
 
 
 # -- refresh and logout ---------------------------------------------------------------------------
-def refresh_session(session: Session, redis_client: redis.Redis, codec: TokenCodec, token: str | None) -> TokenPair:
-    """Rotate: the presented refresh token is revoked (SET NX), then a new pair is issued. A token
-    already revoked — rotated before, or logged out — is refused with REFRESH_TOKEN_REUSED."""
+ROTATED_PREFIX = "refresh:rotated:"
+_MAX_ATTEMPTS = 50  # optimistic transaction retries; each retry means another caller just wrote
+
+
+def rotated_key(jti: str) -> str:
+    """The pair a refresh token was rotated into, and when (JSON claims only, never a token)."""
+    return f"{ROTATED_PREFIX}{jti}"
+
+
+def _successor(codec: TokenCodec, claims: TokenClaims, record: dict[str, Any]) -> TokenPair:
+    """The pair recorded at rotation, signed again: the same bytes every caller of the window gets."""
+    sid, iat = str(record["sid"]), int(record["iat"])
+    return TokenPair(
+        codec.issue(claims.sub, "access", claims.provider, now=iat, session_id=sid, jti=str(record["access"])),
+        codec.issue(claims.sub, "refresh", claims.provider, now=iat, session_id=sid, jti=str(record["refresh"])),
+    )
+
+
+def rotate(
+    redis_client: redis.Redis, codec: TokenCodec, claims: TokenClaims, grace_seconds: int, now: float | None = None
+) -> TokenPair:
+    """Refresh rotation with a reuse grace window, atomic across callers and pods.
+
+    The first use of a refresh token records its successor under `refresh:rotated:{jti}` (and
+    blacklists it) in one WATCH/MULTI transaction, so of any number of parallel callers exactly
+    one writes and the rest retry and read the record. A use within `grace_seconds` of the
+    rotation gets that same successor pair; a use after it revokes the whole session (refresh
+    family): its access and refresh tokens, including the successor. `grace_seconds=0`: every
+    reuse revokes."""
+    from redis.exceptions import WatchError
+
+    moment = time.time() if now is None else now
+    ttl = max(1, claims.seconds_left(moment))
+    family_ttl = codec.ttl("refresh") + 60
+    keys = [rotated_key(claims.jti), blacklist_key(claims.jti), revoked_before_key(claims.sub)]
+    if claims.sid:
+        keys.append(session_revoked_key(claims.sid))
+    with redis_client.pipeline(transaction=True) as pipe:
+        for _ in range(_MAX_ATTEMPTS):
+            try:
+                pipe.watch(*keys)  # type: ignore[no-untyped-call]
+                raw, blacklisted, revoked_before, *family = pipe.mget(keys)
+                if revoked_before is not None and claims.iat <= int(float(revoked_before)):
+                    raise Unauthorized("This session was revoked; sign in again.", "REFRESH_TOKEN_REVOKED")
+                if family and family[0] is not None:
+                    raise Unauthorized(
+                        "This session was signed out or revoked; sign in again.", "REFRESH_TOKEN_REVOKED"
+                    )
+                if raw is None:
+                    if blacklisted is not None:  # revoked one by one (logout of a token without a session)
+                        raise Unauthorized(
+                            "This refresh token was already used or revoked; sign in again.", "REFRESH_TOKEN_REUSED"
+                        )
+                    record = {
+                        "sid": claims.sid or uuid.uuid4().hex,  # a token from before sessions starts one now
+                        "at": moment,  # when it was rotated (the grace window's start)
+                        "iat": int(moment),  # the successor's issue time
+                        "access": uuid.uuid4().hex,
+                        "refresh": uuid.uuid4().hex,
+                    }
+                    pipe.multi()
+                    pipe.set(rotated_key(claims.jti), json.dumps(record), ex=ttl)
+                    pipe.set(blacklist_key(claims.jti), "1", ex=ttl)
+                    pipe.execute()
+                    return _successor(codec, claims, record)
+                record = json.loads(raw)
+                if grace_seconds > 0 and moment - float(record["at"]) <= grace_seconds:
+                    pipe.unwatch()
+                    log.info("refresh token reused within the grace window", extra={"user_id": claims.sub})
+                    return _successor(codec, claims, record)
+                pipe.multi()
+                pipe.set(session_revoked_key(str(record["sid"])), str(int(moment)), ex=family_ttl)
+                pipe.execute()
+                log.warning("refresh token reused: session revoked", extra={"user_id": claims.sub})
+                raise Unauthorized(
+                    "This refresh token was already used; the session is revoked, sign in again.",
+                    "REFRESH_TOKEN_REUSED",
+                )
+            except WatchError:
+                continue
+    raise ServiceUnavailable("Could not refresh the session; try again.", "REFRESH_CONTENDED")
+
+
+def refresh_session(
+    session: Session,
+    redis_client: redis.Redis,
+    codec: TokenCodec,
+    token: str | None,
+    grace_seconds: int,
+    now: float | None = None,
+) -> TokenPair:
+    """Verify the refresh token, rotate it (`rotate`), and check the user still exists."""
     if not token:
         raise Unauthorized("No refresh token; sign in again.", "REFRESH_TOKEN_MISSING")
     claims = codec.verify(token, "refresh")  # 401 INVALID_TOKEN / TOKEN_EXPIRED / INVALID_TOKEN_TYPE
-    revoked, revoked_before = redis_client.mget([blacklist_key(claims.jti), revoked_before_key(claims.sub)])
-    if revoked_before is not None and claims.iat <= int(float(revoked_before)):
-        raise Unauthorized("This session was revoked; sign in again.", "REFRESH_TOKEN_REVOKED")
-    if revoked is not None or not revoke(redis_client, claims):
-        log.warning("refresh token reused", extra={"user_id": claims.sub})
-        raise Unauthorized("This refresh token was already used or revoked; sign in again.", "REFRESH_TOKEN_REUSED")
     try:
         key = uuid.UUID(claims.sub)
     except ValueError:
         raise Unauthorized() from None
+    tokens = rotate(redis_client, codec, claims, grace_seconds, now)
     user = session.get(User, key)
     if user is None:
         raise Unauthorized("This account no longer exists; sign in again.", "USER_NOT_FOUND")
-    return issue_pair(codec, str(user.id), claims.provider)
+    return tokens
 
 
 def logout(redis_client: redis.Redis, codec: TokenCodec, tokens: dict[TokenType, list[str]]) -> int:
-    """Revoke every presented token that verifies; invalid, expired or absent ones are ignored and
-    nothing here raises (logout must never answer 401). Returns how many were revoked."""
+    """Revoke the session (refresh family) of every presented token that verifies — expired ones
+    included, their session may still be alive — and the token itself. Invalid or absent ones are
+    ignored and nothing here raises (logout must never answer 401). Returns how many sessions or
+    tokens were revoked."""
     revoked = 0
+    sessions: set[str] = set()
     for token_type, candidates in tokens.items():
         for token in candidates:
             if not token:
                 continue
             try:
-                claims = codec.verify(token, token_type)
+                claims = codec.verify(token, token_type, allow_expired=True)
             except AppError:
                 continue
             except Exception:  # a malformed token must not fail a logout
                 continue
             try:
-                revoke(redis_client, claims)
-                revoked += 1
+                if claims.sid and claims.sid not in sessions:
+                    revoke_session(redis_client, claims.sid, codec.ttl("refresh") + 60)
+                    sessions.add(claims.sid)
+                    revoked += 1
+                if revoke(redis_client, claims):
+                    revoked += 1
             except Exception as exc:
                 log.warning("logout could not revoke a token", extra={"reason": type(exc).__name__})
     return revoked

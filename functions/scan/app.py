@@ -10,11 +10,14 @@ from werkzeug.wrappers import Response
 from eco2 import Context, Function
 from eco2.runtime import json_response
 from eventing.catalogue import SCAN_REQUESTED, ScanRequested
+from functions.common.llmmodels import ScanModels
 from functions.common.scanjobs import JobStore
 from functions.scan import service
 from functions.scan.schemas import ScanAccepted, ScanRequest
 
-fn = Function("scan", uses=("redis", "jwt", "events"), description="Submit a photo and follow its scan.")
+fn = Function(
+    "scan", uses=("redis", "jwt", "events"), description="Submit a photo and follow its scan.", config=ScanModels
+)
 
 
 @cache
@@ -22,12 +25,14 @@ def _hosts(configured: tuple[str, ...], cdn: str, s3: str) -> frozenset[str]:
     return service.allowed_hosts(configured, cdn, s3)
 
 
-@fn.post("/api/v1/scan", auth=True, body=ScanRequest, response=ScanAccepted, status=202)
+@fn.post("/api/v1/scan", auth=True, body=ScanRequest, response=ScanAccepted, status=202, rate="20/minute")
 def submit(ctx: Context, body: ScanRequest) -> ScanAccepted:
-    """Queue a scan of an uploaded photo (honours X-Idempotency-Key for an hour)."""
+    """Queue a scan of a photo this user uploaded and confirmed (honours X-Idempotency-Key for an hour)."""
     s = ctx.settings
+    service.check_model(body.model, ctx.config)
     service.check_image_url(body.image_url, _hosts(s.scan_image_hosts, s.cdn_base_url, s.s3_endpoint_url))
     user_id = ctx.user_id
+    service.check_uploaded(ctx.redis, body.image_url, user_id)
 
     def publish(job_id: str) -> None:
         data = ScanRequested(

@@ -11,12 +11,15 @@ from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 
-from eco2.errors import BadRequest, NotFound, ServiceUnavailable
+from eco2.errors import BadRequest, NotFound, ServiceUnavailable, Unprocessable
 from functions.common.scanjobs import JobStore
+from functions.common.uploads import ConfirmedUploads, key_in_path
 from functions.scan.schemas import ScanAccepted, ScanRequest
 
 if TYPE_CHECKING:
     import redis
+
+    from functions.common.llmmodels import ScanModels
 
 log = logging.getLogger("eco2.scan")
 IDEMPOTENCY_TTL = 3600
@@ -34,17 +37,43 @@ def allowed_hosts(configured: tuple[str, ...], cdn_base_url: str, s3_endpoint_ur
     return frozenset(hosts)
 
 
+def check_model(model: str | None, models: ScanModels) -> None:
+    """A requested model must be one this deployment offers for scans (it decides what is billed)."""
+    if model is not None and model not in models.offered():
+        raise Unprocessable(
+            f"model: not a model offered for scans; choose one of {', '.join(models.offered())}", "MODEL_NOT_ALLOWED"
+        )
+
+
 def check_image_url(url: str, hosts: frozenset[str]) -> None:
-    """Only http(s) URLs on the configured image hosts: the worker never fetches arbitrary URLs."""
+    """Only http(s) URLs on the configured image hosts: the worker never fetches arbitrary URLs.
+    Whitespace, control characters (CR/LF) and non-ASCII are refused before parsing, since
+    urlsplit would silently drop some of them."""
+    if not url.isascii() or any(ch <= " " or ch == "\x7f" for ch in url):
+        raise BadRequest("image_url must be a plain URL (no spaces or control characters).", "INVALID_IMAGE_URL")
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
     except ValueError:
         raise BadRequest("image_url is not a URL.", "INVALID_IMAGE_URL") from None
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.username or parts.password:
         raise BadRequest("image_url must be an http(s) URL of an uploaded image.", "INVALID_IMAGE_URL")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise BadRequest("image_url must be an uploaded image's URL, without a query.", "INVALID_IMAGE_URL")
     host = parts.netloc.lower()
     if host not in hosts and (parts.hostname or "") not in hosts:
         raise BadRequest("image_url must point at this service's image storage.", "IMAGE_HOST_NOT_ALLOWED")
+
+
+def check_uploaded(client: redis.Redis, url: str, user_id: str) -> None:
+    """The URL must be exactly where the images function serves an upload this user confirmed:
+    a key never uploaded, not yet confirmed, or confirmed by someone else is refused the same way."""
+    key = key_in_path(urlsplit(url).path)
+    upload = None if key is None else ConfirmedUploads(client).owned(key, user_id)
+    if upload is None or upload.cdn_url != url:
+        raise Unprocessable(
+            "image_url: not a photo you uploaded; upload it (POST /api/v1/images/scan, then its callback) first",
+            "IMAGE_NOT_UPLOADED",
+        )
 
 
 def accepted(job_id: str) -> ScanAccepted:

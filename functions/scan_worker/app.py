@@ -8,11 +8,17 @@ from typing import Any
 from eco2 import Context, Event, Function, OutEvent
 from eco2.settings import Settings
 from eventing.catalogue import SCAN_COMPLETED, SCAN_FAILED, SCAN_REQUESTED, ScanCompleted, ScanFailed, ScanRequested
+from functions.common.llmmodels import ScanModels
 from functions.common.scanjobs import JobStore
 from functions.scan_worker import pipeline
 from functions.scan_worker.llm import LLM
 
-fn = Function("scan-worker", uses=("redis", "openai"), description="Classify, look up rules, answer, reward.")
+fn = Function(
+    "scan-worker",
+    uses=("redis", "openai"),
+    description="Classify, look up rules, answer, reward.",
+    config=ScanModels,
+)
 
 
 @fn.on_startup
@@ -25,11 +31,10 @@ def _check_data(_clients: Any) -> None:
 
 
 @cache
-def _llm(client: Any, settings: Settings) -> LLM:
+def _llm(client: Any, settings: Settings, models: ScanModels) -> LLM:
     return LLM(
         client,
-        vision_model=settings.llm_vision_model,
-        answer_model=settings.llm_answer_model,
+        models=models,
         timeout=settings.llm_timeout,
         attempts=settings.llm_max_attempts,
         backoff=settings.llm_backoff,
@@ -46,7 +51,7 @@ def on_scan_requested(ctx: Context, event: Event[ScanRequested]) -> OutEvent | N
         return None
     done = store.result(request.job_id)
     if done is None:
-        llm = _llm(ctx.clients.openai, ctx.settings)
+        llm = _llm(ctx.clients.openai, ctx.settings, ctx.config)
         done = pipeline.run(store, llm, request.job_id, request.image_url, request.user_input, request.model)
     return reply(request, done)
 

@@ -8,9 +8,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.common.vision import VISION_SYSTEM, vision_schema
+
+if TYPE_CHECKING:
+    from functions.common.llmmodels import ScanModels, Use
 
 log = logging.getLogger("eco2.scan.llm")
 
@@ -46,12 +49,9 @@ ANSWER_SCHEMA: dict[str, Any] = {
 
 
 class LLM:
-    def __init__(
-        self, client: Any, *, vision_model: str, answer_model: str, timeout: float, attempts: int, backoff: float
-    ) -> None:
+    def __init__(self, client: Any, *, models: ScanModels, timeout: float, attempts: int, backoff: float) -> None:
         self.client = client
-        self.vision_model = vision_model
-        self.answer_model = answer_model
+        self.models = models  # the allow-lists: a model outside them is never sent
         self.timeout = timeout
         self.attempts = attempts
         self.backoff = backoff
@@ -59,6 +59,14 @@ class LLM:
     @property
     def offline(self) -> bool:
         return self.client is None
+
+    def model_for(self, use: Use, requested: str | None) -> str:
+        """The requested model when it is allowed for `use`, else that use's default (a job
+        requested before the allow-list changed, or an event that did not come from `scan`)."""
+        model = self.models.pick(use, requested)
+        if requested is not None and model != requested:
+            log.warning("requested model is not allowed; using the default", extra={"call": use, "model": model})
+        return model
 
     def _complete(self, what: str, model: str, messages: list[dict[str, Any]], schema: dict[str, Any]) -> str:
         import openai
@@ -115,7 +123,7 @@ class LLM:
             },
         ]
         content = self._complete(
-            "classification", model or self.vision_model, messages, vision_schema(majors, middles, tags)
+            "classification", self.model_for("vision", model), messages, vision_schema(majors, middles, tags)
         )
         return _json_object(content)
 
@@ -124,7 +132,7 @@ class LLM:
             {"role": "system", "content": ANSWER_SYSTEM},
             {"role": "user", "content": json.dumps(context, ensure_ascii=False)},
         ]
-        content = self._complete("answer", model or self.answer_model, messages, ANSWER_SCHEMA)
+        content = self._complete("answer", self.model_for("answer", model), messages, ANSWER_SCHEMA)
         return _json_object(content)
 
 

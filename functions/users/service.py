@@ -1,8 +1,9 @@
-"""Profile rules, free of HTTP: display name, phone normalisation, owned characters, deletion."""
+"""Profile rules, free of HTTP: display name, nickname and phone rules, owned characters, deletion."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 
 from sqlalchemy import delete, select
@@ -14,19 +15,62 @@ from functions.common.models import User, UserCharacter
 from functions.common.ownership import grant
 from functions.users.schemas import OwnedCharacter, Profile, ProfilePatch
 
-_MOBILE = re.compile(r"^01[016789]\d{7,8}$")
+_MOBILE = re.compile(r"01[016789][0-9]{7,8}", re.ASCII)
+_PHONE_SEPARATORS = re.compile(r"[\s\-().\u2010-\u2015\u2212]")  # spaces, hyphens, dashes, minus
+# letters that render as nothing (Hangul fillers, the braille blank): a name of only these is blank
+_ZWJ = "\u200d"
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Cc control, Cf format (zero-width, bidi overrides and isolates, soft hyphen, BOM), Cs surrogates,
+# Co private use, Cn unassigned, Zl/Zp line and paragraph separators
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def normalise_phone(raw: str) -> str:
-    """'01012345678', '010 1234 5678', '+82 10-1234-5678' -> '010-1234-5678'; anything else is 422."""
-    digits = re.sub(r"[\s\-().]", "", raw.strip())
+    """'01012345678', '010 1234 5678', '+82 10-1234-5678', '０１０－１２３４－５６７８' ->
+    '010-1234-5678' (NFKC first, so full-width digits and signs count as ASCII); only ASCII digits
+    are stored; anything else is 422."""
+    digits = _PHONE_SEPARATORS.sub("", unicodedata.normalize("NFKC", raw).strip())
     if digits.startswith("+82"):
         digits = "0" + digits[3:]
-    if not digits.isdigit() or not _MOBILE.match(digits):
+    if not _MOBILE.fullmatch(digits):
         raise Unprocessable("phone_number: expected a Korean mobile number like 010-1234-5678", "INVALID_PHONE_NUMBER")
     if len(digits) == 10:
         return f"{digits[:3]}-{digits[3:6]}-{digits[6:]}"
     return f"{digits[:3]}-{digits[3:7]}-{digits[7:]}"
+
+
+def clean_nickname(raw: str) -> str:
+    """NFC, trimmed; refuses control and format characters (zero-width, bidi overrides, …) and
+    names with no visible character (only spaces, combining marks or Hangul fillers)."""
+    nickname = unicodedata.normalize("NFC", raw).strip()
+    if not nickname:
+        raise Unprocessable("nickname: must not be empty", "INVALID_NICKNAME")
+    for index, char in enumerate(nickname):
+        if char == _ZWJ and _joins_emoji(nickname, index):
+            continue
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            raise Unprocessable(
+                f"nickname: control or invisible formatting characters are not allowed (U+{ord(char):04X})",
+                "INVALID_NICKNAME",
+            )
+    if not any(_visible(char) for char in nickname):
+        raise Unprocessable("nickname: must contain at least one visible character", "INVALID_NICKNAME")
+    return nickname
+
+
+def _joins_emoji(text: str, index: int) -> bool:
+    """A zero-width joiner inside an emoji sequence (👩‍🌾): after a symbol, a skin tone or VS16, before a symbol."""
+    before = text[index - 1] if index > 0 else ""
+    after = text[index + 1] if index + 1 < len(text) else ""
+    return (
+        bool(before and after)
+        and (unicodedata.category(before) in ("So", "Sk") or before == "\ufe0f")
+        and unicodedata.category(after) == "So"
+    )
+
+
+def _visible(char: str) -> bool:
+    return unicodedata.category(char)[0] not in "ZMC" and char not in _INVISIBLE_LETTERS
 
 
 def _user(session: Session, user_id: str) -> User:
@@ -56,10 +100,7 @@ def update_profile(session: Session, user_id: str, patch: ProfilePatch) -> Profi
         raise Unprocessable("Send nickname and/or phone_number to change.", "NO_CHANGES_PROVIDED")
     user = _user(session, user_id)
     if "nickname" in patch.model_fields_set:
-        nickname = (patch.nickname or "").strip()
-        if not nickname:
-            raise Unprocessable("nickname: must not be empty", "INVALID_NICKNAME")
-        user.nickname = nickname
+        user.nickname = clean_nickname(patch.nickname or "")
     if "phone_number" in patch.model_fields_set:
         user.phone_number = normalise_phone(patch.phone_number) if patch.phone_number else None
     session.flush()

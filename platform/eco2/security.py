@@ -7,7 +7,14 @@ import time
 from typing import TYPE_CHECKING
 
 from eco2.errors import Forbidden, Unauthorized
-from eco2.tokens import TokenClaims, TokenCodec, TokenType, blacklist_key, revoked_before_key
+from eco2.tokens import (
+    TokenClaims,
+    TokenCodec,
+    TokenType,
+    blacklist_key,
+    revoked_before_key,
+    session_revoked_key,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -31,8 +38,12 @@ def bearer(value: str | None) -> str | None:
 
 
 def ensure_not_revoked(redis_client: redis.Redis, claims: TokenClaims) -> None:
-    revoked, revoked_before = redis_client.mget([blacklist_key(claims.jti), revoked_before_key(claims.sub)])
-    if revoked is not None:
+    """The token itself, its session (refresh family) and every session of its user, in one MGET."""
+    keys = [blacklist_key(claims.jti), revoked_before_key(claims.sub)]
+    if claims.sid:
+        keys.append(session_revoked_key(claims.sid))
+    revoked, revoked_before, *session = redis_client.mget(keys)
+    if revoked is not None or (session and session[0] is not None):
         raise TokenRevoked()
     if revoked_before is not None and claims.iat <= int(float(revoked_before)):
         raise TokenRevoked()
@@ -54,6 +65,11 @@ def revoke(redis_client: redis.Redis, claims: TokenClaims, now: float | None = N
     if ttl <= 0:
         return True
     return bool(redis_client.set(blacklist_key(claims.jti), "1", ex=ttl, nx=True))
+
+
+def revoke_session(redis_client: redis.Redis, session_id: str, max_lifetime: int) -> None:
+    """Every token of the session (refresh family) is refused, including ones issued later from it."""
+    redis_client.set(session_revoked_key(session_id), str(int(time.time())), ex=max_lifetime)
 
 
 def revoke_all(redis_client: redis.Redis, user_id: str, max_lifetime: int) -> None:

@@ -48,6 +48,7 @@ class TokenClaims:
     nbf: int
     exp: int
     provider: str
+    sid: str = ""  # the session (refresh family) the token belongs to; "" for tokens issued before families
 
     def seconds_left(self, now: float | None = None) -> int:
         return max(0, int(self.exp - (time.time() if now is None else now)))
@@ -92,18 +93,30 @@ class TokenCodec:
     def ttl(self, token_type: TokenType) -> int:
         return self._ttl[token_type]
 
-    def issue(self, user_id: str, token_type: TokenType, provider: str, now: float | None = None) -> IssuedToken:
+    def issue(
+        self,
+        user_id: str,
+        token_type: TokenType,
+        provider: str,
+        now: float | None = None,
+        *,
+        session_id: str = "",
+        jti: str | None = None,
+    ) -> IssuedToken:
+        """A signed token. The same (claims, `now`, `jti`) always give the same bytes, so a token
+        can be re-issued from its recorded claims (refresh rotation's grace window)."""
         issued_at = int(time.time() if now is None else now)
         claims = TokenClaims(
             sub=user_id,
-            jti=uuid.uuid4().hex,
+            jti=jti or uuid.uuid4().hex,
             type=token_type,
             iat=issued_at,
             nbf=issued_at,
             exp=issued_at + self._ttl[token_type],
             provider=provider,
+            sid=session_id,
         )
-        payload = {
+        payload: dict[str, Any] = {
             "sub": claims.sub,
             "jti": claims.jti,
             "type": claims.type,
@@ -114,6 +127,8 @@ class TokenCodec:
             "aud": self._audience,
             "provider": provider,
         }
+        if session_id:
+            payload["sid"] = session_id
         return IssuedToken(self._encode(payload), claims)
 
     def _encode(self, payload: dict[str, Any]) -> str:
@@ -123,8 +138,11 @@ class TokenCodec:
         signature = hmac.new(self._key, signing_input, self._hash).digest()
         return f"{header}.{body}.{_b64encode(signature)}"
 
-    def verify(self, token: str, expected_type: TokenType, now: float | None = None) -> TokenClaims:
-        """Decode and check everything; raises InvalidToken / ExpiredToken (both 401)."""
+    def verify(
+        self, token: str, expected_type: TokenType, now: float | None = None, *, allow_expired: bool = False
+    ) -> TokenClaims:
+        """Decode and check everything; raises InvalidToken / ExpiredToken (both 401).
+        `allow_expired` skips only the `exp` check (logout revokes the session of an expired token)."""
         now = time.time() if now is None else now
         payload = self._verified.get(token)
         if payload is None:
@@ -133,7 +151,7 @@ class TokenCodec:
             if len(self._verified) > _CACHE_SIZE:
                 with contextlib.suppress(StopIteration, RuntimeError):  # another thread changed it meanwhile
                     self._verified.pop(next(iter(self._verified)), None)
-        return self._check_claims(payload, expected_type, now)
+        return self._check_claims(payload, expected_type, now, allow_expired)
 
     def _decode(self, token: str) -> dict[str, Any]:
         """Signature and structure; the result depends only on the token, so it is cached."""
@@ -157,7 +175,9 @@ class TokenCodec:
             raise InvalidToken()
         return payload
 
-    def _check_claims(self, payload: dict[str, Any], expected_type: TokenType, now: float) -> TokenClaims:
+    def _check_claims(
+        self, payload: dict[str, Any], expected_type: TokenType, now: float, allow_expired: bool = False
+    ) -> TokenClaims:
         for name in ("sub", "jti", "type", "iss", "aud"):
             if not isinstance(payload.get(name), str | list) or not payload.get(name):
                 raise InvalidToken()
@@ -170,7 +190,7 @@ class TokenCodec:
             raise InvalidToken()
         if payload["type"] != expected_type:
             raise InvalidToken(f"A {expected_type} token is required here.", "INVALID_TOKEN_TYPE")
-        if payload["exp"] + self._leeway <= now:
+        if payload["exp"] + self._leeway <= now and not allow_expired:
             raise ExpiredToken()
         if payload["nbf"] - self._leeway > now:
             raise InvalidToken("The session token is not valid yet.", "TOKEN_NOT_YET_VALID")
@@ -182,6 +202,7 @@ class TokenCodec:
             nbf=int(payload["nbf"]),
             exp=int(payload["exp"]),
             provider=str(payload.get("provider", "")),
+            sid=str(payload.get("sid") or ""),
         )
 
 
@@ -192,3 +213,8 @@ def blacklist_key(jti: str) -> str:
 def revoked_before_key(user_id: str) -> str:
     """Tokens of this user issued at or before the stored epoch second are revoked (account deletion)."""
     return f"revoked_before:{user_id}"
+
+
+def session_revoked_key(session_id: str) -> str:
+    """Every token of this session (refresh family) is revoked: logout, or a refresh token reused."""
+    return f"revoked_session:{session_id}"

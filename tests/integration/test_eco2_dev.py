@@ -77,8 +77,8 @@ def sign_in(base: str, provider: str = "kakao", nickname: str = "이코친구") 
     data = start.json()["data"]
     assert data["provider"] == provider and data["state"]
     # the browser goes to the provider's sign-in page and submits it
-    provider_answer = session.get(
-        data["authorization_url"], params={"auto": "1", "nickname": nickname}, allow_redirects=False, timeout=10
+    provider_answer = session.post(
+        data["authorization_url"], data={"nickname": nickname, "action": "signin"}, allow_redirects=False, timeout=10
     )
     assert provider_answer.status_code in (302, 303), provider_answer.text
     callback = provider_answer.headers["Location"]

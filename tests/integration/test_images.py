@@ -1,8 +1,10 @@
 """images against a real S3-compatible server over HTTP (tests/support/s3_server.py) and the real Redis.
 
 The presigned URL is exercised with real bytes through `requests`, as the app's browser would, and
-the object is then read back with boto3; a PUT with another Content-Type is refused by the server's
-signature check, as S3 refuses it.
+the object is then read back with boto3; a PUT with another Content-Type (or, when a size was
+declared, another length) is refused by the server's signature check, as S3 refuses it. Uploads
+wait under `pending/` until the callback checks them and publishes them at their key; oversized
+ones are deleted with a 413 that says why, and unconfirmed ones are swept.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +23,9 @@ import requests
 from botocore.exceptions import ClientError
 
 from eco2.testing import FunctionClient
+from functions.common.uploads import ConfirmedUploads
+from functions.images import service
+from functions.images.config import ImagesConfig
 from tests.support.s3_server import S3Server, s3_server_fixture  # noqa: F401  (registers the s3_server fixture)
 
 # a 1×1 PNG and the start of a JPEG: real image bytes (S3 does not look inside, but the test is honest)
@@ -38,7 +44,8 @@ def make_images(function_client: Make, s3_server: S3Server) -> Callable[..., Fun
     """The images function pointed at the test S3 server (credentials through its settings)."""
 
     def make(**extra: str) -> FunctionClient:
-        return function_client("images", **{**s3_server.env(), **extra})
+        # the sweep of unconfirmed uploads runs only where a test asks for it
+        return function_client("images", **{**s3_server.env(), "IMAGES_SWEEP_INTERVAL": "0", **extra})
 
     return make
 
@@ -67,17 +74,30 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, str]:
 
 
 def presign(
-    client: FunctionClient, access: str, channel: str = "scan", content_type: str = "image/png", filename: str = "a.png"
+    client: FunctionClient,
+    access: str,
+    channel: str = "scan",
+    content_type: str = "image/png",
+    filename: str = "a.png",
+    **extra: Any,
 ) -> dict[str, Any]:
-    response = client.post(
-        f"/api/v1/images/{channel}", json={"filename": filename, "content_type": content_type}, headers=auth(access)
-    )
+    body = {"filename": filename, "content_type": content_type, **extra}
+    response = client.post(f"/api/v1/images/{channel}", json=body, headers=auth(access))
     assert response.status_code == 200, response.get_data(as_text=True)
     return dict(response.json)
 
 
 def callback(client: FunctionClient, access: str, key: str, channel: str = "scan", **extra: str) -> Any:
     return client.post(f"/api/v1/images/{channel}/callback", json={"key": key, **extra}, headers=auth(access))
+
+
+def exists(s3_server: S3Server, key: str) -> bool:
+    try:
+        s3_server.client().head_object(Bucket=s3_server.bucket, Key=key)
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] in ("404", "NoSuchKey")
+        return False
+    return True
 
 
 def pending(client: FunctionClient, key: str) -> dict[str, Any] | None:
@@ -100,7 +120,8 @@ def test_presigned_put_stores_real_bytes_and_callback_answers_the_record(
     assert ticket["expires_in"] == 900
     assert ticket["required_headers"] == {"Content-Type": "image/jpeg"}
     assert ticket["cdn_url"] == f"{s3_server.url}/{s3_server.bucket}/{ticket['key']}"
-    assert ticket["upload_url"].startswith(f"{s3_server.url}/{s3_server.bucket}/{ticket['key']}?")
+    # the PUT goes to the upload's pending object, under the lifecycle rule's prefix
+    assert ticket["upload_url"].startswith(f"{s3_server.url}/{s3_server.bucket}/pending/{ticket['key']}?")
     assert "X-Amz-SignedHeaders=content-type%3Bhost" in ticket["upload_url"]  # the type is signed
     assert "X-Amz-Expires=900" in ticket["upload_url"]
 
@@ -112,8 +133,10 @@ def test_presigned_put_stores_real_bytes_and_callback_answers_the_record(
     # the browser's PUT: raw bytes, the requested Content-Type, no cookies
     put = requests.put(ticket["upload_url"], data=JPEG, headers=ticket["required_headers"], timeout=10)
     assert put.status_code == 200, put.text
-    stored = s3_server.client().get_object(Bucket=s3_server.bucket, Key=ticket["key"])
+    s3 = s3_server.client()
+    stored = s3.get_object(Bucket=s3_server.bucket, Key=f"pending/{ticket['key']}")
     assert stored["Body"].read() == JPEG and stored["ContentType"] == "image/jpeg"
+    assert not exists(s3_server, ticket["key"])  # not served before it is confirmed
 
     response = callback(images, access, ticket["key"], etag=put.headers["ETag"])
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -125,6 +148,14 @@ def test_presigned_put_stores_real_bytes_and_callback_answers_the_record(
     assert body["cdn_url"] == ticket["cdn_url"] and body["filename"] == "photo.jpeg"
     assert datetime.fromisoformat(body["uploaded_at"]).utcoffset() is not None
     assert pending(images, ticket["key"]) is None
+
+    # published at its key, the pending object gone; scan can now see it was this user's
+    published = s3.get_object(Bucket=s3_server.bucket, Key=ticket["key"])
+    assert published["Body"].read() == JPEG and published["ContentType"] == "image/jpeg"
+    assert not exists(s3_server, f"pending/{ticket['key']}")
+    confirmed = ConfirmedUploads(images.runtime.clients.redis).owned(ticket["key"], user_id)
+    assert confirmed is not None and confirmed.cdn_url == ticket["cdn_url"] and confirmed.size == len(JPEG)
+    assert ConfirmedUploads(images.runtime.clients.redis).owned(ticket["key"], str(uuid.uuid4())) is None
 
     assert_error(callback(images, access, ticket["key"]), 404, "NOT_FOUND")  # once only
 
@@ -175,9 +206,7 @@ def test_a_put_with_another_content_type_is_refused(images: FunctionClient, s3_s
     assert refused.status_code == 403 and "SignatureDoesNotMatch" in refused.text
     refused = requests.put(ticket["upload_url"], data=PNG, headers={"Content-Type": "image/jpeg"}, timeout=10)
     assert refused.status_code == 403 and "SignatureDoesNotMatch" in refused.text
-    with pytest.raises(ClientError) as missing:
-        s3_server.client().head_object(Bucket=s3_server.bucket, Key=ticket["key"])
-    assert missing.value.response["Error"]["Code"] in ("404", "NoSuchKey")
+    assert not exists(s3_server, f"pending/{ticket['key']}")
 
     # nothing uploaded: the callback says so and the pending upload stays for a retry
     assert_error(callback(images, access, ticket["key"]), 404, "UPLOAD_NOT_FOUND")
@@ -201,9 +230,11 @@ def test_an_object_of_another_type_at_the_key_is_not_confirmed(images: FunctionC
     _, access = token(images)
     ticket = presign(images, access, content_type="image/png")
     # written behind the function's back (not through the presigned URL)
-    s3_server.client().put_object(Bucket=s3_server.bucket, Key=ticket["key"], Body=b"<html>", ContentType="text/html")
+    pending_object = f"pending/{ticket['key']}"
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=pending_object, Body=b"<html>", ContentType="text/html")
     assert_error(callback(images, access, ticket["key"]), 409, "CONTENT_TYPE_MISMATCH")
     assert pending(images, ticket["key"]) is None
+    assert not exists(s3_server, pending_object) and not exists(s3_server, ticket["key"])
 
 
 def test_an_etag_that_does_not_match_is_refused(images: FunctionClient) -> None:
@@ -214,6 +245,139 @@ def test_an_etag_that_does_not_match_is_refused(images: FunctionClient) -> None:
     assert_error(callback(images, access, ticket["key"], etag='"0123456789abcdef"'), 409, "ETAG_MISMATCH")
     response = callback(images, access, ticket["key"], etag=put.headers["ETag"])  # quoted, as S3 sends it
     assert response.status_code == 200
+
+
+# -- size bounds -------------------------------------------------------------------------------------
+
+
+def test_a_declared_size_is_signed_and_s3_refuses_any_other_length(images: FunctionClient, s3_server: S3Server) -> None:
+    _, access = token(images)
+    ticket = presign(images, access, size=len(PNG))
+    assert ticket["required_headers"] == {"Content-Type": "image/png", "Content-Length": str(len(PNG))}
+    assert "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost" in ticket["upload_url"]
+    assert pending(images, ticket["key"])["size"] == len(PNG)  # type: ignore[index]
+
+    longer = requests.put(
+        ticket["upload_url"], data=PNG + b"\x00" * 4096, headers={"Content-Type": "image/png"}, timeout=10
+    )
+    assert longer.status_code == 403 and "SignatureDoesNotMatch" in longer.text
+    assert not exists(s3_server, f"pending/{ticket['key']}")
+
+    ok = requests.put(ticket["upload_url"], data=PNG, headers=ticket["required_headers"], timeout=10)
+    assert ok.status_code == 200, ok.text
+    response = callback(images, access, ticket["key"])
+    assert response.status_code == 200 and response.json["size"] == len(PNG)
+
+
+def test_a_declared_size_over_the_limit_is_413_at_presign(make_images: Callable[..., FunctionClient]) -> None:
+    images = make_images(IMAGES_MAX_BYTES="1000")
+    _, access = token(images)
+    response = images.post(
+        "/api/v1/images/scan",
+        json={"filename": "a.png", "content_type": "image/png", "size": 1001},
+        headers=auth(access),
+    )
+    body = assert_error(response, 413, "IMAGE_TOO_LARGE")
+    assert "1001" in body["detail"] and "1000" in body["detail"]
+    assert images.runtime.clients.redis.keys("image:pending:*") == []
+    assert presign(images, access, size=1000)["required_headers"]["Content-Length"] == "1000"
+    for bad in (0, -5, "big"):
+        response = images.post(
+            "/api/v1/images/scan",
+            json={"filename": "a.png", "content_type": "image/png", "size": bad},
+            headers=auth(access),
+        )
+        assert_error(response, 422, "VALIDATION_ERROR")
+
+
+def test_an_oversized_upload_is_deleted_at_the_callback_with_413(
+    make_images: Callable[..., FunctionClient], s3_server: S3Server
+) -> None:
+    images = make_images(IMAGES_MAX_BYTES="1000")
+    _, access = token(images)
+    ticket = presign(images, access)  # no size declared: S3 takes any length, the callback checks it
+    big = PNG + b"\x00" * 2000
+    assert requests.put(ticket["upload_url"], data=big, headers=ticket["required_headers"], timeout=10).ok
+    assert exists(s3_server, f"pending/{ticket['key']}")
+
+    body = assert_error(callback(images, access, ticket["key"]), 413, "IMAGE_TOO_LARGE")
+    assert str(len(big)) in body["detail"] and "1000" in body["detail"] and "deleted" in body["detail"]
+    assert not exists(s3_server, f"pending/{ticket['key']}") and not exists(s3_server, ticket["key"])
+    assert pending(images, ticket["key"]) is None
+    assert ConfirmedUploads(images.runtime.clients.redis).get(ticket["key"]) is None
+    assert_error(callback(images, access, ticket["key"]), 404, "NOT_FOUND")  # it can never be confirmed now
+
+
+def test_an_empty_upload_or_another_length_than_declared_is_refused(
+    images: FunctionClient, s3_server: S3Server
+) -> None:
+    _, access = token(images)
+    ticket = presign(images, access)
+    assert requests.put(ticket["upload_url"], data=b"", headers=ticket["required_headers"], timeout=10).ok
+    assert_error(callback(images, access, ticket["key"]), 422, "IMAGE_EMPTY")
+    assert not exists(s3_server, f"pending/{ticket['key']}")
+
+    ticket = presign(images, access, size=10)
+    # written behind the function's back, so the signed length did not apply
+    s3_server.client().put_object(
+        Bucket=s3_server.bucket, Key=f"pending/{ticket['key']}", Body=PNG, ContentType="image/png"
+    )
+    body = assert_error(callback(images, access, ticket["key"]), 422, "SIZE_MISMATCH")
+    assert str(len(PNG)) in body["detail"] and "10" in body["detail"]
+    assert not exists(s3_server, f"pending/{ticket['key']}")
+
+
+# -- unconfirmed uploads expire ----------------------------------------------------------------------
+
+
+def test_the_sweep_deletes_only_old_pending_objects(images: FunctionClient, s3_server: S3Server) -> None:
+    _, access = token(images)
+    s3 = images.runtime.clients.s3
+    confirmed = presign(images, access)
+    assert requests.put(confirmed["upload_url"], data=PNG, headers=confirmed["required_headers"], timeout=10).ok
+    assert callback(images, access, confirmed["key"]).status_code == 200
+    left = presign(images, access)
+    assert requests.put(left["upload_url"], data=PNG, headers=left["required_headers"], timeout=10).ok
+
+    # young: kept (its callback may still come)
+    service.sweep_pending(s3, s3_server.bucket, 1020)
+    assert exists(s3_server, f"pending/{left['key']}")
+    # seen from 1021 s later: gone; the confirmed image is not under pending/ and stays
+    later = datetime.now(UTC) + timedelta(seconds=1021)
+    assert service.sweep_pending(s3, s3_server.bucket, 1020, now=lambda: later) >= 1
+    assert not exists(s3_server, f"pending/{left['key']}")
+    assert exists(s3_server, confirmed["key"])
+    assert_error(callback(images, access, left["key"]), 404, "UPLOAD_NOT_FOUND")
+
+
+def test_a_presign_starts_one_sweep_per_interval(
+    make_images: Callable[..., FunctionClient], s3_server: S3Server
+) -> None:
+    images = make_images(IMAGES_SWEEP_INTERVAL="60", IMAGES_PENDING_MAX_AGE="1")
+    redis_client = images.runtime.clients.redis
+    _, access = token(images)
+    old = presign(images, access)
+    assert requests.put(old["upload_url"], data=PNG, headers=old["required_headers"], timeout=10).ok
+    assert 0 < redis_client.ttl(service.SWEEP_LOCK) <= 60  # the first presign took the interval's sweep
+    time.sleep(2.1)  # S3 times are whole seconds: now the upload is older than 1 s
+
+    redis_client.delete(service.SWEEP_LOCK)  # the interval is over
+    presign(images, access)  # starts the sweep in the background; the answer does not wait for it
+    deadline = time.monotonic() + 10
+    while exists(s3_server, f"pending/{old['key']}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not exists(s3_server, f"pending/{old['key']}")
+
+    # within the interval no other sweep starts
+    config = ImagesConfig(images_sweep_interval=60, images_pending_max_age=1)
+    assert service.maybe_sweep(images.runtime.clients.s3, redis_client, s3_server.bucket, config) is None
+    redis_client.delete(service.SWEEP_LOCK)
+    thread = service.maybe_sweep(images.runtime.clients.s3, redis_client, s3_server.bucket, config)
+    assert thread is not None
+    thread.join(10)
+    off = ImagesConfig(images_sweep_interval=0)
+    redis_client.delete(service.SWEEP_LOCK)
+    assert service.maybe_sweep(images.runtime.clients.s3, redis_client, s3_server.bucket, off) is None
 
 
 # -- who may call back -------------------------------------------------------------------------------

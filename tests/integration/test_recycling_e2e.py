@@ -3,6 +3,8 @@ server (moto, over HTTP) and a local OpenAI-compatible server answering through 
 
 sign in -> POST /images/scan -> PUT the bytes -> POST /scan -> SSE to done -> GET result ->
 GET /users/me/characters has the character. Then a scan that must not be rewarded -> reward null.
+And the refusals on the same path: a photo never uploaded (with a convincing description), an
+unconfirmed upload, a model outside the allow-list, an upload over the size limit.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def dev(clean_db: str, redis_url: str, moto: str, llm: LLMServer, tmp_path: Path
         "OPENAI_API_KEY": "sk-local",
         "OPENAI_BASE_URL": llm.base_url,
         "LLM_TIMEOUT": "5",
+        "IMAGES_MAX_BYTES": "4096",
     }
     import boto3
 
@@ -147,3 +150,39 @@ def test_photo_to_reward_through_eco2_dev(dev: str, llm: LLMServer) -> None:
     }
     third = scan_photo(session, base, "휴지")
     assert third["reward"] is None
+
+
+def test_refusals_through_eco2_dev(dev: str, llm: LLMServer, moto: str) -> None:
+    base = dev
+    session = sign_in(base, nickname="prober")
+    # a photo never uploaded, with a description that would have earned 페티 offline
+    never = f"{moto}/eco2-e2e/scan/{uuid.uuid4().hex}.png"
+    response = session.post(f"{base}/api/v1/scan", json={"image_url": never, "user_input": "생수병"}, timeout=10)
+    assert response.status_code == 422 and response.json()["code"] == "IMAGE_NOT_UPLOADED"
+
+    # uploaded but not confirmed
+    target = session.post(
+        f"{base}/api/v1/images/scan", json={"filename": "a.png", "content_type": "image/png"}, timeout=10
+    ).json()
+    assert requests.put(target["upload_url"], data=PNG, headers=target["required_headers"], timeout=10).ok
+    response = session.post(f"{base}/api/v1/scan", json={"image_url": target["cdn_url"]}, timeout=10)
+    assert response.status_code == 422 and response.json()["code"] == "IMAGE_NOT_UPLOADED"
+
+    # confirmed, but a model nobody allowed
+    assert session.post(f"{base}/api/v1/images/scan/callback", json={"key": target["key"]}, timeout=10).ok
+    response = session.post(f"{base}/api/v1/scan", json={"image_url": target["cdn_url"], "model": "o1-pro"}, timeout=10)
+    assert response.status_code == 422 and response.json()["code"] == "MODEL_NOT_ALLOWED"
+    assert llm.requests == []  # nothing reached the model
+
+    # over IMAGES_MAX_BYTES: refused at presign when declared, deleted at the callback when not
+    declared = {"filename": "big.png", "content_type": "image/png", "size": 5000}
+    response = session.post(f"{base}/api/v1/images/scan", json=declared, timeout=10)
+    assert response.status_code == 413 and response.json()["code"] == "IMAGE_TOO_LARGE"
+    big = session.post(
+        f"{base}/api/v1/images/scan", json={"filename": "big.png", "content_type": "image/png"}, timeout=10
+    ).json()
+    assert requests.put(big["upload_url"], data=PNG + b"\x00" * 5000, headers=big["required_headers"], timeout=10).ok
+    response = session.post(f"{base}/api/v1/images/scan/callback", json={"key": big["key"]}, timeout=10)
+    assert response.status_code == 413 and set(response.json()) == {"detail", "code"}
+    assert "deleted" in response.json()["detail"]
+    assert requests.get(big["upload_url"].split("?")[0], timeout=10).status_code in (403, 404)

@@ -1,7 +1,11 @@
 """scan and scan-worker on real Redis with a local OpenAI-compatible server over real HTTP.
 
 scan publishes to a stand-in broker ingress (K_SINK, binary mode, as in the cluster); the test
-hands the captured CloudEvent to scan-worker exactly as a Trigger would.
+hands the captured CloudEvent to scan-worker exactly as a Trigger would. A scan accepts only a photo
+the user uploaded and confirmed: most tests record the confirmation as the images function does
+(functions/common/uploads.py, in the real Redis); one runs the images function on the S3 test server.
+Models come from the allow-lists (functions/common/llmmodels.py): scan refuses others, the worker
+never sends others.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from eco2.testing import FunctionClient
 from eventing.catalogue import SCAN_COMPLETED, SCAN_FAILED, SCAN_REQUESTED
+from functions.common.uploads import ConfirmedUpload, ConfirmedUploads
 from tests.support.llm_server import LLMServer
+from tests.support.s3_server import S3Server, s3_server_fixture  # noqa: F401  (registers the s3_server fixture)
 from tests.support.sink import EventSink
 
-IMAGE = "http://127.0.0.1:9/scan/abc.jpg"
+IMAGE_BASE = "http://127.0.0.1:9/eco2-images"  # SCAN_IMAGE_HOSTS=127.0.0.1:9 below
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +67,25 @@ def token(client: FunctionClient, user: str | None = None) -> tuple[str, dict[st
     return user, {"Authorization": f"Bearer {client.runtime.clients.tokens.issue(user, 'access', 'kakao').token}"}
 
 
+def upload(scan: FunctionClient, user: str, channel: str = "scan") -> str:
+    """A photo `user` uploaded and confirmed, recorded as the images function records it; its URL."""
+    key = f"{channel}/{uuid.uuid4().hex}.jpg"
+    url = f"{IMAGE_BASE}/{key}"
+    ConfirmedUploads(scan.runtime.clients.redis).record(
+        ConfirmedUpload(key, user, channel, "image/jpeg", 1234, url, "2026-01-01T00:00:00+00:00")
+    )
+    return url
+
+
+def user_of(scan: FunctionClient, headers: dict[str, str]) -> str:
+    return scan.runtime.clients.tokens.verify(headers["Authorization"].removeprefix("Bearer "), "access").sub
+
+
 def submit(scan: FunctionClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
-    response = scan.post("/api/v1/scan", json={"image_url": IMAGE, **body}, headers=headers)
+    """Submit a scan; without an image_url, of a fresh photo the caller uploaded."""
+    if "image_url" not in body:
+        body["image_url"] = upload(scan, user_of(scan, headers))
+    response = scan.post("/api/v1/scan", json=body, headers=headers)
     assert response.status_code == 202, response.json
     return response.json  # type: ignore[no-any-return]
 
@@ -97,7 +121,8 @@ def sse(scan: FunctionClient, job_id: str, headers: dict[str, str], last_id: str
 
 def test_submit_shape_and_published_event(scan: FunctionClient, sink: EventSink) -> None:
     user, headers = token(scan)
-    body = submit(scan, headers, user_input="생수병이에요")
+    image = upload(scan, user)
+    body = submit(scan, headers, image_url=image, user_input="생수병이에요")
     job = body["job_id"]
     assert body == {
         "job_id": job,
@@ -109,7 +134,7 @@ def test_submit_shape_and_published_event(scan: FunctionClient, sink: EventSink)
     assert event["data"] == {
         "job_id": job,
         "user_id": user,
-        "image_url": IMAGE,
+        "image_url": image,
         "user_input": "생수병이에요",
         "model": None,
     }
@@ -146,11 +171,139 @@ def test_image_url_outside_the_image_hosts_is_refused(scan: FunctionClient, sink
     assert sink.events == []
 
 
+# -- only photos this user uploaded and confirmed (issue 19, item 7) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["never uploaded", "another user's", "another path to it", "another host", "a query", "CR/LF", "encoded", "spaces"],
+)
+def test_only_this_users_confirmed_photos_are_scanned(scan: FunctionClient, sink: EventSink, case: str) -> None:
+    user, headers = token(scan)
+    mine = upload(scan, user)
+    theirs = upload(scan, str(uuid.uuid4()))
+    key = mine.removeprefix(IMAGE_BASE + "/")
+    url, status, code = {
+        "never uploaded": (f"{IMAGE_BASE}/scan/{uuid.uuid4().hex}.jpg", 422, "IMAGE_NOT_UPLOADED"),
+        "another user's": (theirs, 422, "IMAGE_NOT_UPLOADED"),
+        "another path to it": (f"http://127.0.0.1:9/other-bucket/{key}", 422, "IMAGE_NOT_UPLOADED"),
+        "another host": (f"http://127.0.0.1:10/eco2-images/{key}", 400, "IMAGE_HOST_NOT_ALLOWED"),
+        "a query": (mine + "?versionId=1", 400, "INVALID_IMAGE_URL"),
+        "CR/LF": (mine[:-4] + "\r\nX-Injected: 1\r\n.jpg", 400, "INVALID_IMAGE_URL"),
+        "encoded": (mine.replace("/scan/", "/scan%2F"), 422, "IMAGE_NOT_UPLOADED"),
+        "spaces": (mine + " ", 400, "INVALID_IMAGE_URL"),
+    }[case]
+    response = scan.post("/api/v1/scan", json={"image_url": url, "user_input": "생수병"}, headers=headers)
+    assert response.status_code == status, response.json
+    assert set(response.json) == {"detail", "code"} and response.json["code"] == code
+    assert sink.events == []  # nothing was queued
+    assert submit(scan, headers, image_url=mine)["status"] == "queued"  # the user's own photo is fine
+
+
+def test_upload_then_confirm_then_scan_through_the_images_function(
+    function_client: Callable[..., FunctionClient], sink: EventSink, s3_server: S3Server
+) -> None:
+    """The real flow on the S3 test server: a pending (unconfirmed) upload is refused, the confirmed
+    one is accepted, and another user cannot scan it."""
+    images = function_client("images", **s3_server.env(), IMAGES_SWEEP_INTERVAL="0")
+    scan = function_client("scan", **s3_server.env(), K_SINK=sink.url)
+    user, headers = token(scan)
+    _, stranger = token(scan)
+    ticket = images.post(
+        "/api/v1/images/scan", json={"filename": "bottle.png", "content_type": "image/png"}, headers=headers
+    ).json
+    png = bytes.fromhex("89504e470d0a1a0a") + b"\x00" * 64
+    assert requests.put(ticket["upload_url"], data=png, headers=ticket["required_headers"], timeout=10).ok
+
+    body = {"image_url": ticket["cdn_url"], "user_input": "생수병"}
+    response = scan.post("/api/v1/scan", json=body, headers=headers)
+    assert response.status_code == 422 and response.json["code"] == "IMAGE_NOT_UPLOADED"  # not confirmed yet
+
+    confirmed = images.post("/api/v1/images/scan/callback", json={"key": ticket["key"]}, headers=headers)
+    assert confirmed.status_code == 200 and confirmed.json["cdn_url"] == ticket["cdn_url"]
+    response = scan.post("/api/v1/scan", json=body, headers=headers)
+    assert response.status_code == 202, response.json
+    [event] = sink.of_type(SCAN_REQUESTED)
+    assert event["data"]["image_url"] == ticket["cdn_url"] and event["data"]["user_id"] == user
+
+    response = scan.post("/api/v1/scan", json=body, headers=stranger)
+    assert response.status_code == 422 and response.json["code"] == "IMAGE_NOT_UPLOADED"
+    assert len(sink.of_type(SCAN_REQUESTED)) == 1
+
+
+# -- models from the allow-lists (issue 19, item 2) --------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["o1-pro", "../../v1/files", "gpt-4o-mini\r\n", "", "GPT-4O-MINI"])
+def test_a_model_outside_the_allow_list_is_422(
+    function_client: Callable[..., FunctionClient], sink: EventSink, model: str
+) -> None:
+    scan = function_client(
+        "scan",
+        K_SINK=sink.url,
+        SCAN_IMAGE_HOSTS="127.0.0.1:9",
+        LLM_VISION_MODELS="gpt-4o",
+        OPENAI_API_KEY="sk-secret-do-not-show",
+        OPENAI_BASE_URL="http://10.0.0.7/v1",
+    )
+    user, headers = token(scan)
+    response = scan.post("/api/v1/scan", json={"image_url": upload(scan, user), "model": model}, headers=headers)
+    assert response.status_code == 422, response.json
+    assert set(response.json) == {"detail", "code"} and response.json["code"] == "MODEL_NOT_ALLOWED"
+    detail = response.json["detail"]
+    assert detail.startswith("model:") and "gpt-4o-mini, gpt-4o" in detail
+    assert "sk-secret" not in detail and "10.0.0.7" not in detail and "files" not in detail
+    assert sink.events == []
+
+
+def test_an_allowed_model_is_used_where_it_is_allowed_and_an_unlisted_one_never_sent(
+    function_client: Callable[..., FunctionClient], sink: EventSink, llm: LLMServer
+) -> None:
+    allow = {"LLM_VISION_MODELS": "gpt-4o, gpt-4.1-mini", "LLM_ANSWER_MODELS": "gpt-4.1-mini"}
+    scan = function_client("scan", K_SINK=sink.url, SCAN_IMAGE_HOSTS="127.0.0.1:9", **allow)
+    llm.reset()
+    worker = function_client(
+        "scan-worker", OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=llm.base_url, LLM_TIMEOUT="2", **allow
+    )
+    _, headers = token(scan)
+
+    job = submit(scan, headers, model="gpt-4o")["job_id"]  # a vision model only
+    assert deliver(worker, sink, job).status_code == 200
+    assert [(r["kind"], r["body"]["model"]) for r in llm.requests] == [("vision", "gpt-4o"), ("answer", "gpt-4o-mini")]
+
+    llm.reset()
+    job = submit(scan, headers, model="gpt-4.1-mini")["job_id"]  # allowed for both
+    deliver(worker, sink, job)
+    assert [r["body"]["model"] for r in llm.requests] == ["gpt-4.1-mini", "gpt-4.1-mini"]
+
+    # an event scan would never have sent (forged, or from before the list changed): the defaults
+    llm.reset()
+    for forged in ("o1-pro", "../../v1/files"):
+        job_id = uuid.uuid4().hex
+        from functions.common.scanjobs import JobStore
+
+        JobStore(worker.runtime.clients.redis).create(job_id, str(uuid.uuid4()))
+        data = {"job_id": job_id, "user_id": str(uuid.uuid4()), "image_url": f"{IMAGE_BASE}/x.jpg", "model": forged}
+        assert worker.cloudevent(SCAN_REQUESTED, data, source="/eco2/scan").status_code == 200
+    assert {r["body"]["model"] for r in llm.requests} == {"gpt-4o-mini"} and len(llm.requests) == 4
+
+
+def test_a_bad_allow_list_stops_the_function_before_it_serves(
+    function_client: Callable[..., FunctionClient], sink: EventSink
+) -> None:
+    from eco2.settings import SettingsError
+
+    with pytest.raises(SettingsError) as problem:
+        function_client("scan-worker", LLM_VISION_MODELS="gpt-4o,../../v1/files")
+    assert "LLM_VISION_MODELS" in str(problem.value)
+
+
 def test_full_pipeline_with_reward(
     scan: FunctionClient, worker: FunctionClient, sink: EventSink, llm: LLMServer
 ) -> None:
-    _, headers = token(scan)
-    job = submit(scan, headers)["job_id"]
+    user, headers = token(scan)
+    image = upload(scan, user)
+    job = submit(scan, headers, image_url=image)["job_id"]
     reply = deliver(worker, sink, job)
     assert reply.status_code == 200 and reply.headers["ce-type"] == SCAN_COMPLETED
     assert json.loads(reply.data)["reward_character_code"] == "char-petty"
@@ -166,7 +319,9 @@ def test_full_pipeline_with_reward(
     assert body["reward"]["name"] == "페티" and {"name", "dialog", "match_reason", "type"} <= set(body["reward"])
     vision_call = next(r for r in llm.requests if r["kind"] == "vision")
     image_part = vision_call["body"]["messages"][1]["content"][1]
-    assert image_part == {"type": "image_url", "image_url": {"url": IMAGE, "detail": "low"}}
+    assert image_part == {"type": "image_url", "image_url": {"url": image, "detail": "low"}}
+    assert vision_call["body"]["model"] == "gpt-4o-mini"  # no model asked: the defaults
+    assert next(r for r in llm.requests if r["kind"] == "answer")["body"]["model"] == "gpt-4o-mini"
     assert vision_call["body"]["response_format"]["json_schema"]["strict"] is True
     events = sse(scan, job, headers)
     assert events[0]["event"] == "queued" and events[-1]["event"] == "done"

@@ -55,6 +55,12 @@ def test_username_is_never_empty(users: FunctionClient) -> None:
         ("010 1234 5678", "010-1234-5678"),
         ("+82 10-9876-5432", "010-9876-5432"),
         ("0111234567", "011-123-4567"),
+        # issue 19 #8: NFKC first, so full-width digits and signs are stored as ASCII
+        ("010-１２３４-５６７８", "010-1234-5678"),
+        ("０１０１２３４５６７８", "010-1234-5678"),
+        ("＋８２ １０－９８７６－５４３２", "010-9876-5432"),
+        ("010\u20131234\u20135678", "010-1234-5678"),  # en dashes
+        ("010\u30001234\u30005678", "010-1234-5678"),  # ideographic spaces
     ],
 )
 def test_phone_is_normalised(users: FunctionClient, raw: str, stored: str) -> None:
@@ -79,6 +85,77 @@ def test_patch_validation(users: FunctionClient, body: dict[str, str], code: str
     response = users.patch("/api/v1/users/me", json=body, headers=auth(token))
     assert response.status_code == 422
     assert response.json["code"] == code and set(response.json) == {"detail", "code"}
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "010\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668",  # Arabic-Indic digits are digits, not ASCII
+        "\u0966\u0967\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e",  # Devanagari
+        "010-1234-5678\u200b",
+        "010-1234-5678x",
+        "010-1234-5678; DROP",
+        "82-10-1234-5678",
+    ],
+)
+def test_phone_other_digits_and_characters_are_refused(users: FunctionClient, clean_db: str, phone: str) -> None:
+    user_id, token = make_user(users, phone_number="010-1111-2222")
+    response = users.patch("/api/v1/users/me", json={"phone_number": phone}, headers=auth(token))
+    assert response.status_code == 422 and response.json["code"] == "INVALID_PHONE_NUMBER"
+    with psycopg.connect(clean_db) as conn:
+        stored = conn.execute("SELECT phone_number FROM users WHERE id = %s", (uuid.UUID(user_id),)).fetchone()
+    assert stored == ("010-1111-2222",)
+
+
+@pytest.mark.parametrize(
+    "nickname",
+    [
+        "이코\u200b",  # zero-width space
+        "\u202eevil",  # right-to-left override
+        "abc\u2066def\u2069",  # bidi isolates
+        "\ufeff이코",  # byte order mark
+        "이\u00ad코",  # soft hyphen
+        "이코\x00",
+        "이코\x1b[31m",
+        "두\n줄",
+        "탭\t뒤",
+        "\u200d",  # a joiner on its own
+        "a\u2028b",  # line separator
+        "\u3164",  # Hangul filler: renders as nothing
+        "\u3164\u3164 \u3164",
+        "\u115f\u1160",
+        "\u2800",  # braille blank
+        "\u3000\u00a0",  # ideographic and no-break spaces only
+        "\u0301\u0302",  # combining marks with nothing to combine with
+        "\ue000",  # private use
+    ],
+)
+def test_nickname_control_format_and_invisible_are_refused(users: FunctionClient, clean_db: str, nickname: str) -> None:
+    user_id, token = make_user(users)
+    response = users.patch("/api/v1/users/me", json={"nickname": nickname}, headers=auth(token))
+    assert response.status_code == 422, response.json
+    assert response.json["code"] == "INVALID_NICKNAME" and "nickname" in response.json["detail"]
+    with psycopg.connect(clean_db) as conn:
+        stored = conn.execute("SELECT nickname FROM users WHERE id = %s", (uuid.UUID(user_id),)).fetchone()
+    assert stored == ("분리수거왕",)
+
+
+@pytest.mark.parametrize(
+    ("nickname", "stored"),
+    [
+        ("  분리 수거 왕  ", "분리 수거 왕"),
+        ("👩\u200d🌾 농부", "👩\u200d🌾 농부"),  # an emoji sequence keeps its joiner
+        ("Ｅｃｏ", "Ｅｃｏ"),  # full width is visible: kept as typed
+        ("\u1100\u1161", "가"),  # NFC: conjoining jamo become the syllable
+        ("e\u0301co", "éco"),
+        ("이\u3164코", "이\u3164코"),  # a filler between visible letters is not a blank name
+    ],
+)
+def test_nickname_accepted(users: FunctionClient, nickname: str, stored: str) -> None:
+    _, token = make_user(users)
+    response = users.patch("/api/v1/users/me", json={"nickname": nickname}, headers=auth(token))
+    assert response.status_code == 200, response.json
+    assert response.json["nickname"] == stored == response.json["username"]
 
 
 def test_patch_nickname_changes_username(users: FunctionClient) -> None:

@@ -1,7 +1,7 @@
 """The development OAuth provider on a real HTTP port (127.0.0.1), with switchable faults.
 
-    server = start_oauth_server()
-    client = function_client("auth", **server.env())
+    server = start_oauth_server({"ECO2_PUBLIC_URL": "http://127.0.0.1:8080"})
+    client = function_client("auth", ECO2_PUBLIC_URL="http://127.0.0.1:8080", **server.env())
     server.fail("token", status=500)      # the token endpoint answers 500
     server.delay("profile", seconds=2.0)  # the profile endpoint answers after 2 s
     server.reset()
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -102,17 +102,19 @@ class OAuthServer:
         self.thread.join(5)
 
 
-def start_oauth_server() -> OAuthServer:
-    provider = make_dev_provider()
+def start_oauth_server(env: Mapping[str, str] | None = None) -> OAuthServer:
+    """`env`: the auth function's callback settings (ECO2_PUBLIC_URL, <P>_REDIRECT_URIS), the only
+    places the provider redirects to."""
+    provider = make_dev_provider(env=env or {})
     injector = FaultInjector(provider)
     server, thread = serve_wsgi(injector)
     return OAuthServer(provider, injector, server, thread)
 
 
 @contextmanager
-def oauth_server() -> Iterator[OAuthServer]:
-    """`with oauth_server() as server:` — or wrap it in a pytest fixture."""
-    server = start_oauth_server()
+def oauth_server(env: Mapping[str, str] | None = None) -> Iterator[OAuthServer]:
+    """`with oauth_server(env) as server:` — or wrap it in a pytest fixture."""
+    server = start_oauth_server(env)
     try:
         yield server
     finally:

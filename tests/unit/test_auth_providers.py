@@ -109,6 +109,18 @@ def test_profile_fields_are_trimmed_and_bounded() -> None:
     assert profile.email == "5"
 
 
+def test_profile_names_lose_control_and_format_characters() -> None:
+    profile = provider("naver").parse_profile(
+        {
+            "resultcode": "00",
+            "response": {"id": "n1", "nickname": "\u202eevil\u200b\x00", "name": "👩\u200d🌾 농부\u2066"},
+        }
+    )
+    assert profile.nickname == "evil" and profile.name == "👩\u200d🌾 농부"
+    blank = provider("google").parse_profile({"sub": "g1", "name": "\u200b\u200e"})
+    assert blank.name is None
+
+
 def test_dev_provider_profiles_parse_with_the_real_parsers() -> None:
     for name in ("kakao", "google", "naver"):
         first = provider(name).parse_profile(profile_payload(name, "이코"))
@@ -293,7 +305,8 @@ def test_dev_provider_works_mounted_under_a_prefix() -> None:
 
     from functions.auth.devprovider import make_dev_provider
 
-    gateway = DispatcherMiddleware(Response("api", status=200), {"/dev/oauth": make_dev_provider()})
+    provider_app = make_dev_provider(env={"ECO2_PUBLIC_URL": "http://127.0.0.1:8000"})
+    gateway = DispatcherMiddleware(Response("api", status=200), {"/dev/oauth": provider_app})
     client = Client(gateway)
     callback = "http://127.0.0.1:8000/api/v1/auth/google/callback"
     verifier = new_code_verifier()
@@ -331,3 +344,72 @@ def test_dev_provider_works_mounted_under_a_prefix() -> None:
     assert client.get("/dev/oauth/kakao/profile", headers={"Authorization": f"Bearer {access}"}).status_code == 401
     assert client.get("/dev/oauth/github/authorize").status_code == 404
     assert client.get("/dev/oauth/google/token").status_code == 405
+
+
+# -- the auth function's own settings: callback URLs and the refresh grace window -------------------
+def auth_config(**env: str):  # type: ignore[no-untyped-def]
+    from eco2.settings import read_section
+    from functions.auth.config import AuthConfig
+
+    return read_section(AuthConfig, env)
+
+
+def test_auth_config_defaults() -> None:
+    config = auth_config()
+    assert config.refresh_reuse_grace_seconds == 30
+    assert config.callback_urls("kakao") == ()  # nothing configured: no sign-in can start
+    assert auth_config(REFRESH_REUSE_GRACE_SECONDS="0").refresh_reuse_grace_seconds == 0
+
+
+def test_callback_urls_from_the_public_url_and_per_provider() -> None:
+    config = auth_config(
+        ECO2_PUBLIC_URL="http://127.0.0.1:8000/",
+        NAVER_REDIRECT_URIS=" https://a.example/api/v1/auth/naver/callback ,https://b.example/api/v1/auth/naver/callback",
+    )
+    assert config.callback_urls("kakao") == ("http://127.0.0.1:8000/api/v1/auth/kakao/callback",)
+    assert config.callback_urls("google") == ("http://127.0.0.1:8000/api/v1/auth/google/callback",)
+    assert config.callback_urls("naver") == (
+        "https://a.example/api/v1/auth/naver/callback",
+        "https://b.example/api/v1/auth/naver/callback",
+    )
+    assert config.callback_urls("github") == ()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("KAKAO_REDIRECT_URIS", "https://a.example/api/v1/auth/naver/callback"),
+        ("KAKAO_REDIRECT_URIS", "https://a.example/api/v1/auth/kakao/callback?next=/"),
+        ("GOOGLE_REDIRECT_URIS", "/api/v1/auth/google/callback"),
+        ("ECO2_PUBLIC_URL", "127.0.0.1:8000"),
+        ("ECO2_PUBLIC_URL", "https://api.example.com/v1"),
+        ("REFRESH_REUSE_GRACE_SECONDS", "-5"),
+        ("REFRESH_REUSE_GRACE_SECONDS", "3600"),
+    ],
+)
+def test_bad_auth_config_is_named(variable: str, value: str) -> None:
+    from eco2.settings import SettingsError
+
+    with pytest.raises(SettingsError) as caught:
+        auth_config(**{variable: value})
+    assert variable in str(caught.value)
+
+
+def test_dev_provider_without_a_configured_callback_redirects_nowhere() -> None:
+    from werkzeug.test import Client
+
+    from functions.auth.devprovider import make_dev_provider
+
+    client = Client(make_dev_provider(env={}))
+    params = {
+        "client_id": "dev-kakao-client",
+        "redirect_uri": "http://127.0.0.1:8000/api/v1/auth/kakao/callback",
+        "response_type": "code",
+        "state": "st",
+    }
+    for response in (
+        client.get("/kakao/authorize", query_string=params),
+        client.post("/kakao/authorize", data={**params, "action": "signin"}),
+        client.post("/kakao/authorize", data={**params, "action": "deny"}),
+    ):
+        assert response.status_code == 400 and "Location" not in response.headers

@@ -71,3 +71,72 @@ def test_short_answer_stays_within_three_sentences() -> None:
 )
 def test_json_object_parsing(raw: str, ok: bool) -> None:
     assert (_json_object(raw) is not None) is ok
+
+
+# -- model allow-lists (functions/common/llmmodels.py) -----------------------------------------------
+
+
+def test_allow_lists_read_from_the_environment_with_the_defaults_first() -> None:
+    from eco2.settings import read_section
+    from functions.common.llmmodels import ScanModels
+
+    models = read_section(
+        ScanModels,
+        {"LLM_VISION_MODEL": "gpt-4o", "LLM_VISION_MODELS": " gpt-4o-mini , gpt-4o ,", "LLM_ANSWER_MODELS": ""},
+    )
+    assert models.allowed("vision") == ("gpt-4o", "gpt-4o-mini")
+    assert models.allowed("answer") == ("gpt-4o-mini",)
+    assert models.offered() == ("gpt-4o", "gpt-4o-mini")
+    assert models.pick("vision", "gpt-4o-mini") == "gpt-4o-mini"
+    assert models.pick("vision", None) == "gpt-4o"
+    assert models.pick("answer", "gpt-4o") == "gpt-4o-mini"  # not allowed for the answer: its default
+    assert models.pick("vision", "o1-pro") == "gpt-4o"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"LLM_VISION_MODELS": "gpt-4o,../../v1/files"}, {"LLM_ANSWER_MODEL": "a b"}, {"LLM_VISION_MODEL": "x\r\ny"}],
+)
+def test_a_model_name_that_is_not_one_is_a_startup_error(env: dict[str, str]) -> None:
+    from eco2.settings import SettingsError, read_section
+    from functions.common.llmmodels import ScanModels
+
+    with pytest.raises(SettingsError) as problem:
+        read_section(ScanModels, env)
+    assert next(iter(env)) in str(problem.value)
+
+
+def test_the_llm_never_sends_an_unlisted_model() -> None:
+    from functions.common.llmmodels import ScanModels
+    from functions.scan_worker.llm import LLM
+
+    llm = LLM(None, models=ScanModels(llm_vision_models=("gpt-4o",)), timeout=1, attempts=1, backoff=0)
+    assert llm.model_for("vision", "gpt-4o") == "gpt-4o"
+    assert llm.model_for("answer", "gpt-4o") == "gpt-4o-mini"
+    assert llm.model_for("vision", "../../v1/files") == "gpt-4o-mini"
+    assert llm.model_for("vision", None) == "gpt-4o-mini"
+
+
+# -- image keys in URLs (functions/common/uploads.py) ------------------------------------------------
+
+HEX = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        (f"/eco2-images/scan/{HEX}.jpg", f"scan/{HEX}.jpg"),
+        (f"/chat/{HEX}.webp", f"chat/{HEX}.webp"),
+        (f"/scan/{HEX}.jpg/", None),
+        (f"/scan/{HEX}.jpg.exe", None),
+        (f"/scan/{HEX.upper()}.jpg", None),
+        (f"/avatar/{HEX}.jpg", None),
+        (f"/scan/{HEX}.svg", None),
+        ("/scan/abc.jpg", None),
+        (f"/scan%2F{HEX}.jpg", None),
+    ],
+)
+def test_the_key_a_url_path_ends_with(path: str, key: str | None) -> None:
+    from functions.common.uploads import key_in_path
+
+    assert key_in_path(path) == key

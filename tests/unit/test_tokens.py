@@ -83,3 +83,35 @@ def test_not_before() -> None:
     with pytest.raises(InvalidToken) as info:
         c.verify(future, "access")
     assert info.value.code == "TOKEN_NOT_YET_VALID"
+
+
+def test_session_id_claim() -> None:
+    c = codec()
+    issued = c.issue("u1", "refresh", "kakao", session_id="s-1")
+    assert issued.claims.sid == "s-1" and c.verify(issued.token, "refresh").sid == "s-1"
+    assert pyjwt.decode(issued.token, SECRET, algorithms=["HS256"], audience="eco2-app")["sid"] == "s-1"
+    legacy = c.issue("u1", "refresh", "kakao")
+    assert "sid" not in pyjwt.decode(legacy.token, SECRET, algorithms=["HS256"], audience="eco2-app")
+    assert c.verify(legacy.token, "refresh").sid == ""
+
+
+def test_reissue_from_recorded_claims_gives_the_same_token() -> None:
+    """Refresh rotation's grace window re-signs the recorded successor: it must be byte-identical."""
+    c = codec()
+    first = c.issue("u1", "access", "naver", now=1_800_000_000, session_id="s", jti="j1")
+    again = c.issue("u1", "access", "naver", now=1_800_000_000, session_id="s", jti="j1")
+    assert first.token == again.token and first.claims == again.claims
+    assert c.issue("u1", "access", "naver", now=1_800_000_000, session_id="s", jti="j2").token != first.token
+
+
+def test_allow_expired_skips_only_exp() -> None:
+    c = codec()
+    expired = c.issue("u1", "access", "kakao", now=time.time() - 7200, session_id="s").token
+    with pytest.raises(ExpiredToken):
+        c.verify(expired, "access")
+    assert c.verify(expired, "access", allow_expired=True).sid == "s"
+    header, body, sig = expired.split(".")
+    with pytest.raises(InvalidToken):  # the signature still counts
+        c.verify(f"{header}.{body}.{sig[:-2]}AA", "access", allow_expired=True)
+    with pytest.raises(InvalidToken):  # and the type
+        c.verify(expired, "refresh", allow_expired=True)

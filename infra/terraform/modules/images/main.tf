@@ -68,6 +68,10 @@ resource "aws_s3_bucket_lifecycle_configuration" "images" {
     }
   }
 
+  # Presigned PUTs write to pending/{channel}/{uuid}.{ext}; the images function's callback copies a
+  # checked upload to {channel}/{uuid}.{ext} and deletes the pending object, so whatever is still
+  # under pending/ was never confirmed (or was refused: too large, wrong type). The rule with the
+  # shorter expiry wins where two overlap, so refused and replaced versions go after a day too.
   rule {
     id     = "expire-unconfirmed-uploads"
     status = "Enabled"
@@ -76,6 +80,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "images" {
     }
     expiration {
       days = var.pending_upload_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
     }
   }
 

@@ -35,9 +35,14 @@ variable "noncurrent_version_days" {
 }
 
 variable "pending_upload_days" {
-  description = "Days an unconfirmed upload under pending/ is kept (the images function moves confirmed ones)."
+  description = "Days an unconfirmed upload under pending/ is kept (the images function copies confirmed ones out and deletes them there)."
   type        = number
   default     = 1
+
+  validation {
+    condition     = var.pending_upload_days >= 1 && var.pending_upload_days <= 7
+    error_message = "pending_upload_days must be 1 to 7: an upload is confirmed within minutes or never."
+  }
 }
 
 variable "price_class" {
