@@ -78,7 +78,7 @@ def cmd_functions(args: argparse.Namespace) -> int:
     rows = [("NAME", "TRIGGERS", "ROUTES / EVENTS", "IMAGE")]
     for spec in project.functions.values():
         triggers = []
-        if spec.ingress:
+        if spec.ingress or spec.routes:
             triggers.append("http")
         if spec.deploy.subscriptions:
             triggers.append("events")
@@ -86,6 +86,7 @@ def cmd_functions(args: argparse.Namespace) -> int:
             triggers.append("schedule")
         what = [
             *spec.ingress,
+            *spec.routes,
             *(s.filters["type"] for s in spec.deploy.subscriptions),
             *(s.schedule for s in spec.schedules),
         ]
@@ -111,7 +112,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             problems.append(f"func.yaml: functions.{spec.name}.module: cannot load {spec.module}: {exc}")
             continue
         for route in function.routes:
-            if not any(route.path == p or route.path.startswith(p + "/") for p in spec.ingress):
+            if route.path not in spec.routes and not any(
+                route.path == p or route.path.startswith(p + "/") for p in spec.ingress
+            ):
                 problems.append(
                     f"func.yaml: functions.{spec.name}.ingress: no prefix routes {route.method} {route.path}"
                 )

@@ -162,6 +162,8 @@ class Gateway:
     apps: dict[str, WSGIApplication] = field(default_factory=dict)
     origins: frozenset[str] = frozenset()
     broker: Any = None
+    # exact paths inside another function's prefix (func.yaml `routes`), matched before every prefix
+    paths: list[tuple[str, str, WSGIApplication]] = field(default_factory=list)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -171,6 +173,11 @@ class Gateway:
                 environ, start_response, 404, {"detail": "No function serves this path.", "code": "NOT_FOUND"}
             )
         environ = {**environ, PUBLIC_MARK: "public"}
+        for template, _name, app in self.paths:
+            from eco2.aio import path_pattern
+
+            if path_pattern(template).fullmatch(path):
+                return app(environ, start_response)
         for prefix, _name, app in self.routes:
             if path == prefix or path.startswith(prefix + "/"):
                 return app(environ, start_response)
@@ -259,6 +266,7 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
     project = funcyaml.load(root / "func.yaml")
     upgrade(env["DATABASE_URL"])
     routes: list[tuple[str, str, WSGIApplication]] = []
+    paths: list[tuple[str, str, WSGIApplication]] = []
     runtimes: dict[str, Runtime] = {}
     apps: dict[str, WSGIApplication] = {}
     wanted = set(only) if only else None
@@ -267,6 +275,13 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
             continue
         app, runtime = create_app(spec, root, container_env(spec, env))
         runtime.start()
+        from eco2.aio import is_asgi
+
+        if is_asgi(app):  # an async function: on a loopback port (one event loop), streamed through
+            from eco2.aio import loopback
+
+            app = loopback(app, runtime)  # type: ignore[arg-type,assignment]
+        paths.extend((template, spec.name, app) for template in spec.routes)
         runtimes[spec.name] = runtime
         apps[spec.name] = app
         for prefix in spec.ingress:
@@ -282,7 +297,7 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
         if mounted is not None:
             extra[mount.prefix] = mounted
     origins = frozenset(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
-    return Gateway(routes, runtimes, extra, apps, origins)
+    return Gateway(routes, runtimes, extra, apps, origins, paths=paths)
 
 
 def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) -> None:
@@ -314,7 +329,7 @@ def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) ->
     for name, description in backends.items():
         out(f"  {name:<9} {description}")
     out(f"  {'events':<9} delivered on {event_url}/_functions/<name>/ (loopback only; never via the gateway)")
-    for prefix, name, _ in sorted(gateway.routes):
+    for prefix, name, _ in sorted(gateway.routes) + sorted(gateway.paths):
         out(f"  {prefix:<22} -> {name}")
     sys.stdout.flush()
 

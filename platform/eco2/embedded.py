@@ -19,3 +19,12 @@ def redis_client(url: str) -> Any:
     with _lock:
         server = _servers.setdefault(url, fakeredis.FakeServer())
     return fakeredis.FakeRedis(server=server, decode_responses=True)
+
+
+def async_redis_client(url: str) -> Any:
+    """The same in-process Redis for an async function (redis.asyncio's interface)."""
+    import fakeredis
+
+    with _lock:
+        server = _servers.setdefault(url, fakeredis.FakeServer())
+    return fakeredis.FakeAsyncRedis(server=server, decode_responses=True)

@@ -155,6 +155,9 @@ class FunctionEntry(_Strict):
     description: str = ""
     module: str | None = None  # default: functions.<name_with_underscores>.app:fn
     ingress: list[str] = Field(default_factory=list)  # extension: public path prefixes
+    # extension: public paths (`{param}` segments) this function serves inside another's prefix;
+    # routed ahead of every prefix (an async streams function serving /api/v1/scan/{job_id}/events)
+    routes: list[str] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)
     run: dict[str, Any] | None = None
     deploy: dict[str, Any] | None = None
@@ -166,6 +169,14 @@ class FunctionEntry(_Strict):
         for prefix in value:
             if not re.fullmatch(r"/api/v1/[a-z][a-z0-9-]*", prefix):
                 raise ValueError(f"{prefix!r} is not a prefix like /api/v1/<domain>")
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not re.fullmatch(r"/api/v1/[a-z][a-z0-9-]*(/([a-z0-9-]+|\{[a-z_][a-z0-9_]*\}))+", path):
+                raise ValueError(f"{path!r} is not a path like /api/v1/<domain>/{{param}}/<name>")
         return value
 
 
@@ -196,6 +207,7 @@ class FunctionSpec:
     run: Run
     deploy: Deploy
     build: Build
+    routes: tuple[str, ...] = ()  # public paths inside other functions' prefixes, routed first
 
     @property
     def main_path(self) -> str:
@@ -304,7 +316,7 @@ def parse(text: str, path: Path = Path("func.yaml")) -> FuncYaml:
         scale = deploy.options.scale
         if scale.min is not None and scale.max not in (None, 0) and scale.min > (scale.max or 0):
             problems.append(f"func.yaml: {prefix}.deploy.options.scale: min is above max")
-        if not entry.ingress and not deploy.subscriptions and not entry.schedules:
+        if not entry.ingress and not entry.routes and not deploy.subscriptions and not entry.schedules:
             problems.append(f"func.yaml: {prefix}: no ingress, subscription or schedule reaches this function")
         module = entry.module or f"functions.{name.replace('-', '_')}.app:fn"
         if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", module):
@@ -323,6 +335,7 @@ def parse(text: str, path: Path = Path("func.yaml")) -> FuncYaml:
             run=merged["run"],
             deploy=deploy,
             build=merged["build"],
+            routes=tuple(entry.routes),
         )
     seen: dict[str, str] = {}
     for spec in functions.values():

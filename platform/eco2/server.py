@@ -60,11 +60,17 @@ def load_source(source: Path, root: Path, env: Mapping[str, str] | None = None) 
 
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+    from functions_framework import _function_registry
+
+    # functions-framework remembers ASGI targets by name, process-wide: each main.py decides for itself
+    _function_registry.ASGI_FUNCTIONS.discard("handle")
     with patched_environ(env or {}):
         app = functions_framework.create_app(target="handle", source=str(source), signature_type="http")  # type: ignore[no-untyped-call]
         module = sys.modules[source.stem]
     runtime: Runtime = module.handle.runtime
-    if not hasattr(app, "wsgi_app"):  # an async function (eco2.aio): functions-framework built a Starlette app
+    from eco2.aio import is_asgi
+
+    if is_asgi(app):  # an async function (eco2.aio): functions-framework built a Starlette app
         return app, runtime
     app.config["MAX_CONTENT_LENGTH"] = None  # bounded below, before Flask reads anything
     app.wsgi_app = BodyLimit(app.wsgi_app, runtime.body_cap())  # type: ignore[method-assign]
