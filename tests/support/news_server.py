@@ -5,8 +5,8 @@
   401 for wrong credentials, 429 "012" for the quota, 500 for an outage.
 - NewsData.io: GET /api/1/latest?apikey=&q=, `{"status": "success", "results": [...]}`; errors
   `{"status": "error", "results": {"message", "code"}}`: 401, 429 RateLimitExceeded, 500.
-- Publisher pages: GET /pages/<slug> (HTML with og:image unless told otherwise), /redirect?to=<url>, /loop (redirects to itself),
-  /huge (an endless body), /slow (headers, then nothing), images under /img/.
+- Publisher pages: GET /pages/<slug> (HTML with og:image unless told otherwise), /redirect?to=<url>,
+  /loop (redirects to itself), /huge (an endless body), /slow (headers, then nothing), /img/*.
 
 Each source is scripted through `NewsServer.naver` / `.newsdata` (items per query, a mode) and every
 request is recorded.
@@ -158,9 +158,7 @@ class NewsServer:
         script = self.newsdata
         self._record(script, request)
         if request.args.get("apikey") != NEWSDATA_KEY or script.mode == "unauthorized":
-            return _json(
-                {"status": "error", "results": {"message": "Invalid API key.", "code": "Unauthorized"}}, 401
-            )
+            return _json({"status": "error", "results": {"message": "Invalid API key.", "code": "Unauthorized"}}, 401)
         if script.mode == "rate_limited":
             return _json(
                 {"status": "error", "results": {"message": "Rate limit exceeded.", "code": "RateLimitExceeded"}},
