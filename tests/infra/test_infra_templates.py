@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from infra_tools import ANSIBLE, ansible_vars, run, sample_outputs, tool
+from infra_tools import ANSIBLE, ansible_vars, kustomize, run, sample_outputs, tool
 
 ROLES = ANSIBLE / "roles"
 TEMPLATES = {
@@ -184,20 +184,10 @@ def test_root_application_points_at_the_env_overlay(rendered: dict[str, dict[str
 def test_istio_gateway_becomes_the_nodeports_the_alb_targets(rendered: dict[str, dict[str, Path]]) -> None:
     """The patch of roles/knative_serving applied by kustomize to a Service shaped like net-istio's."""
     directory = rendered["k8s-control-plane"]["istio"]
-    upstream = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
-        "spec": {
-            "type": "LoadBalancer",
-            "selector": {"istio": "ingressgateway"},
-            "ports": [
-                {"name": "status-port", "port": 15021, "targetPort": 15021},
-                {"name": "http2", "port": 80, "targetPort": 8080},
-                {"name": "https", "port": 443, "targetPort": 8443},
-            ],
-        },
-    }
+    # net-istio's istio-ingressgateway Service as released (recorded: its ports carry protocol: TCP,
+    # which is part of the merge key of Service ports)
+    recorded = Path(__file__).resolve().parent / "fixtures" / "net-istio-v1.22.0-istio-ingressgateway.json"
+    upstream = json.loads(recorded.read_text(encoding="utf-8"))["service"]
     (directory / "istio.yaml").write_text(yaml.safe_dump(upstream), encoding="utf-8")
     done = run([tool("kubectl"), "kustomize", str(directory)])
     assert done.returncode == 0, done.stderr
@@ -208,3 +198,11 @@ def test_istio_gateway_becomes_the_nodeports_the_alb_targets(rendered: dict[str,
     assert ports[15021]["nodePort"] == settings["istio_gateway_status_node_port"]
     assert ports[80]["nodePort"] == settings["istio_gateway_http_node_port"]
     assert ports[80]["targetPort"] == 8080  # the rest of the upstream Service is kept
+    assert len(service["spec"]["ports"]) == 3 and "nodePort" not in ports[443]
+    # the ALB health-checks the NodePort of the status port, and sends traffic to the http2 one
+    [ingress] = [
+        d for d in kustomize(ANSIBLE.parent / "k8s" / "overlays" / "dev" / "ingress") if d["kind"] == "Ingress"
+    ]
+    assert ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/healthcheck-port"] == str(
+        ports[15021]["nodePort"]
+    )
