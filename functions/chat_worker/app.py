@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -19,6 +20,13 @@ fn = Function(
     config=WorkerConfig,
     description="이코's answers: grounded in the rules, streamed token by token, stored.",
 )
+
+
+@fn.dev_mount("/dev/chat-worker", env=lambda base_url: {"LOCATION_URL": base_url})
+def _no_standin(_env: Mapping[str, str]) -> None:
+    """`eco2 dev`: nearby searches go to the real location function through the gateway (func.yaml's
+    LOCATION_URL is the cluster-local address); nothing needs mounting."""
+    return None
 
 
 @fn.on_startup
