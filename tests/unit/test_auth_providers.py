@@ -413,3 +413,36 @@ def test_dev_provider_without_a_configured_callback_redirects_nowhere() -> None:
         client.post("/kakao/authorize", data={**params, "action": "deny"}),
     ):
         assert response.status_code == 400 and "Location" not in response.headers
+
+
+# -- refresh rotation on the embedded Redis of `eco2 dev` (fakeredis: WATCH/MULTI, no Lua) ----------
+def test_rotation_on_the_embedded_redis() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from eco2.embedded import redis_client
+    from eco2.errors import Unauthorized
+    from functions.auth.service import issue_pair, rotate
+
+    store = redis_client(f"memory://rotation-{time.time_ns()}")
+    codec = _codec()
+    first = issue_pair(codec, "u1", "kakao")
+    claims = codec.verify(first.refresh.token, "refresh")
+    barrier = threading.Barrier(6)
+
+    def one(_: int) -> tuple[str, str]:
+        barrier.wait()
+        pair = rotate(store, codec, claims, grace_seconds=30)
+        return pair.access.token, pair.refresh.token
+
+    with ThreadPoolExecutor(6) as pool:
+        pairs = set(pool.map(one, range(6)))
+    assert len(pairs) == 1
+    (access, refresh), now = pairs.pop(), time.time()
+    assert codec.verify(refresh, "refresh").sid == claims.sid == codec.verify(access, "access").sid
+    with pytest.raises(Unauthorized) as reused:  # the same token after the window
+        rotate(store, codec, claims, grace_seconds=30, now=now + 31)
+    assert reused.value.code == "REFRESH_TOKEN_REUSED"
+    with pytest.raises(Unauthorized) as revoked:  # its successor belongs to the revoked session
+        rotate(store, codec, codec.verify(refresh, "refresh"), grace_seconds=30)
+    assert revoked.value.code == "REFRESH_TOKEN_REVOKED"
