@@ -2,7 +2,7 @@
 
     python -m functions.location.build_data ../shared/reference-data/collection-points.csv.gz
 
-writes functions/location/data/collection_points.csv: one row per point, in the project's own
+writes functions/location/data/collection_points.csv (and public_holidays.csv): one row per point, in the project's own
 shape (stable ids, trimmed text, one phone number, a usable link, weekday hours normalised to
 `HH:MM-HH:MM[,HH:MM-HH:MM]`, `closed` or empty when unknown). Categories are not stored here:
 they are derived at load time (functions/location/load.py) from data/categories.yaml.
@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 OUT = Path(__file__).parent / "data" / "collection_points.csv"
+HOLIDAYS_OUT = Path(__file__).parent / "data" / "public_holidays.csv"
+HOLIDAY_YEARS = range(2025, 2036)
 COLUMNS = (
     "id",
     "source",
@@ -237,6 +239,15 @@ def build(source: Path) -> list[dict[str, str]]:
     return out
 
 
+def public_holidays(years: range = HOLIDAY_YEARS) -> list[tuple[str, str]]:
+    """(ISO date, name) of South Korea's public holidays, lunar ones and substitutes included, from
+    the `holidays` package (a build-time tool: at run time the function only reads the file, which
+    saves the package's 0.23 s of import and lunar arithmetic on the first request)."""
+    from holidays.countries.south_korea import SouthKorea
+
+    return sorted((day.isoformat(), name) for day, name in SouthKorea(years=years, language="ko").items())
+
+
 def main(argv: list[str]) -> int:
     source = Path(argv[1] if len(argv) > 1 else "../shared/reference-data/collection-points.csv.gz")
     rows = build(source)
@@ -245,6 +256,14 @@ def main(argv: list[str]) -> int:
         writer.writeheader()
         writer.writerows(rows)
     print(f"{len(rows)} points -> {OUT}", file=sys.stderr)
+    days = public_holidays()
+    with HOLIDAYS_OUT.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(("date", "name"))
+        writer.writerows(days)
+    print(
+        f"{len(days)} public holidays {HOLIDAY_YEARS.start}-{HOLIDAY_YEARS.stop - 1} -> {HOLIDAYS_OUT}", file=sys.stderr
+    )
     return 0
 
 

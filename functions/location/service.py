@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from eco2.errors import NotFound, Unprocessable
 from functions.location import geo, store
-from functions.location.load import rules
+from functions.location.load import DATA, rules
 from functions.location.places import Place, PlaceSearch, PlacesUnavailable
 from functions.location.schemas import Center, CenterDetail, Suggestion
 
@@ -43,10 +43,10 @@ def parse_categories(raw: str, field: str, allowed: Sequence[str]) -> list[str] 
 
 # -- opening state ----------------------------------------------------------------------------------
 @functools.cache
-def _public_holidays(year: int) -> frozenset[date]:
-    import holidays
-
-    return frozenset(holidays.country_holidays("KR", years=year))
+def public_holidays() -> frozenset[date]:
+    """South Korea's public holidays (data/public_holidays.csv, built by build_data.py)."""
+    lines = (DATA / "public_holidays.csv").read_text(encoding="utf-8").splitlines()[1:]
+    return frozenset(date.fromisoformat(line.split(",", 1)[0]) for line in lines if line)
 
 
 def _minutes(hhmm: str) -> int:
@@ -58,7 +58,7 @@ def opening(hours: dict[str, str], now: datetime) -> dict[str, Any]:
     """Today's state in Asia/Seoul: a public holiday uses the holiday hours when the point has them."""
     local = now.astimezone(SEOUL)
     spec = hours.get(WEEKDAYS[local.weekday()], "")
-    if local.date() in _public_holidays(local.year) and hours.get("holiday"):
+    if local.date() in public_holidays() and hours.get("holiday"):
         spec = hours["holiday"]
     if not spec:
         return {

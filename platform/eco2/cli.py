@@ -1,4 +1,4 @@
-"""The `eco2` command line: dev, run, invoke, functions, validate, migrate."""
+"""The `eco2` command line: dev, run, invoke, functions, validate, migrate, build, deploy and friends."""
 
 from __future__ import annotations
 
@@ -208,21 +208,80 @@ def cmd_manifests(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from eco2.build import build_context
+    from eco2.build import build_context, build_image
 
     root, project = _project(args)
     spec = project.get(args.function)
-    context = build_context(root, spec, Path(args.out) if args.out else None)
-    print(f"build context for {spec.name}: {context}")
-    print(f"  docker build -t {spec.image} {context}   (or: kaniko / buildah with the same Dockerfile)")
-    return 0
+    if args.context:
+        context = build_context(root, spec, Path(args.out) if args.out else None)
+        print(f"build context for {spec.name}: {context}")
+        print(f"  docker build -t {spec.image} {context}   (or: kaniko / buildah with the same Dockerfile)")
+        return 0
+    pinned = build_image(root, spec, push=args.push, base_image=args.base_image, out=args.out)
+    return 0 if pinned else 1
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from eco2.deploy import deploy
+    from eco2.build import build_image
+    from eco2.deploy import deploy, resolve
+
+    root, project = _project(args)
+    spec = project.get(args.function)
+    image = resolve(args.image) if args.image else build_image(root, spec, push=True, base_image=args.base_image)
+    if image is None:
+        return 1
+    print(f"{spec.name}: deploying {image}")
+    return deploy(
+        project, args.function, wait=not args.no_wait, timeout=args.timeout, public_host=args.public_host, image=image
+    )
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from eco2.deploy import rollback
 
     _, project = _project(args)
-    return deploy(project, args.function, wait=not args.no_wait, timeout=args.timeout, public_host=args.public_host)
+    return rollback(project, args.function, to=args.to)
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from eco2.deploy import describe
+
+    _, project = _project(args)
+    return describe(project, args.function)
+
+
+def cmd_changed(args: argparse.Namespace) -> int:
+    from eco2.changed import changed
+
+    root, _ = _project(args)
+    found = changed(root, args.since)
+    if args.json:
+        print(json.dumps(sorted(found)))
+    else:
+        for name in found:
+            print(name)
+    if args.verbose:
+        for name, why in found.items():
+            print(f"{name}: {'; '.join(why)}", file=sys.stderr)
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from eco2 import lock
+    from eco2.build import all_uses
+
+    root, project = _project(args)
+    wanted = lock.compute(root, all_uses(project))
+    old = lock.stale(root, wanted)
+    if args.check:
+        for path in old:
+            print(f"{path.relative_to(root)} is out of date: run `eco2 lock`", file=sys.stderr)
+        return 1 if old else 0
+    for path, text in wanted.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    print(f"wrote {len(wanted)} locks ({len(old)} changed) in {lock.LOCK_DIR}/")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -272,17 +331,41 @@ def parser() -> argparse.ArgumentParser:
     man.add_argument("--dead-letter-sink", help="a Knative Service receiving dead letters")
     man.set_defaults(func=cmd_manifests)
 
-    bld = sub.add_parser("build", help="a build context (Dockerfile + sources) for one function")
+    bld = sub.add_parser("build", help="one function's OCI image, without a container daemon")
     bld.add_argument("function")
-    bld.add_argument("--out", help="default: build/<function>")
+    bld.add_argument("--push", action="store_true", help="push it to the registry of its func.yaml image")
+    bld.add_argument("--base-image", help="default: func.yaml build.baseImage")
+    bld.add_argument("--context", action="store_true", help="write a Dockerfile build context instead")
+    bld.add_argument("--out", help="default: build/<function> (the manifest, config and a layer list)")
     bld.set_defaults(func=cmd_build)
 
-    dep = sub.add_parser("deploy", help="apply one function's Service and Triggers (server-side apply)")
+    dep = sub.add_parser("deploy", help="build, push, apply pinned by digest, wait for the new Revision")
     dep.add_argument("function")
+    dep.add_argument("--image", help="deploy this image (a tag is resolved to its digest) instead of building")
+    dep.add_argument("--base-image", help="default: func.yaml build.baseImage")
     dep.add_argument("--no-wait", action="store_true")
     dep.add_argument("--timeout", type=float, default=300)
     dep.add_argument("--public-host", default="api.eco2.example")
     dep.set_defaults(func=cmd_deploy)
+
+    rb = sub.add_parser("rollback", help="traffic back to the previous Ready Revision")
+    rb.add_argument("function")
+    rb.add_argument("--to", help="this Revision instead of the previous one")
+    rb.set_defaults(func=cmd_rollback)
+
+    desc = sub.add_parser("describe", help="a function's Revisions, traffic, URL and conditions")
+    desc.add_argument("function")
+    desc.set_defaults(func=cmd_describe)
+
+    chg = sub.add_parser("changed", help="the functions whose image or objects differ since a git REF")
+    chg.add_argument("--since", required=True, help="a commit, branch or tag")
+    chg.add_argument("--json", action="store_true", help="a JSON list (for a CI matrix)")
+    chg.add_argument("-v", "--verbose", action="store_true", help="say why, on stderr")
+    chg.set_defaults(func=cmd_changed)
+
+    lck = sub.add_parser("lock", help="the project lock and one lock per function (uv pip compile)")
+    lck.add_argument("--check", action="store_true", help="fail when a lock is out of date")
+    lck.set_defaults(func=cmd_lock)
 
     mig = sub.add_parser("migrate", help="apply database migrations (DATABASE_URL)")
     mig.add_argument("--database-url")

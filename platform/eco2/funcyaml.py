@@ -147,6 +147,7 @@ class Build(_Strict):
     builder: Literal["host", "pack", "s2i", "eco2"] = "eco2"
     buildEnvs: list[EnvVar] = Field(default_factory=list)
     baseImage: str | None = None
+    source: str | None = None  # extension: the image's org.opencontainers.image.source label
 
 
 class FunctionEntry(_Strict):

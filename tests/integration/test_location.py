@@ -361,7 +361,8 @@ def test_a_provider_outage_degrades_to_database_results(
 
 
 # -- the index, the loader ----------------------------------------------------------------------------
-def test_the_nearby_query_uses_the_index(database_url: str) -> None:
+@pytest.mark.parametrize("radius", [4500, 300])  # the KNN-ordered form and the sorted one
+def test_the_nearby_query_uses_the_index(database_url: str, radius: float) -> None:
     engine = create_engine(normalise_url(database_url))
     dialect = engine.dialect.name
     try:
@@ -377,7 +378,7 @@ def test_the_nearby_query_uses_the_index(database_url: str) -> None:
                     )
                 )
                 connection.execute(text("ANALYZE collection_points"))
-            statement = nearby_statement(dialect, 37.5665, 126.978, 4500, 160)
+            statement = nearby_statement(dialect, 37.5665, 126.978, radius, 160)
             sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
             explain = "EXPLAIN " if dialect == "postgresql" else "EXPLAIN QUERY PLAN "
             plan = "\n".join(str(row[-1]) for row in connection.execute(text(explain + sql)))

@@ -3,7 +3,7 @@ categories, opening state at fixed clock times, hours normalisation, the map-coo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -156,7 +156,7 @@ def test_opening_uses_seoul_time_whatever_the_clock_zone() -> None:
 
 
 def test_a_public_holiday_uses_the_holiday_hours() -> None:
-    # 2026-10-09 (Friday) is Hangul Day; 2026-10-05 is an ordinary Monday
+    # 2026-10-09 (Friday) is Hangul Day; 2026-10-16 is an ordinary Friday
     week = {**WEEK, "fri": "09:00-18:00", "holiday": "closed"}
     assert opening(week, datetime(2026, 10, 9, 10, 0, tzinfo=KST))["is_holiday"] is True
     assert opening(week, datetime(2026, 10, 16, 10, 0, tzinfo=KST))["is_open"] is True
@@ -196,3 +196,16 @@ def test_map_coordinate_fit_recovers_a_known_projection() -> None:
     assert isinstance(fit, MapFit) and errors[-1] < 1.0
     lat, lon = fit(600_000, 800_000)
     assert lat == pytest.approx(33 + 1.6, abs=1e-5) and lon == pytest.approx(125 + 300_000 / 220_000, abs=1e-5)
+
+
+def test_the_public_holiday_file_is_what_the_holidays_package_says() -> None:
+    from functions.location.build_data import HOLIDAY_YEARS, public_holidays
+    from functions.location.service import public_holidays as served
+
+    expected = {date.fromisoformat(day) for day, _ in public_holidays()}
+    assert served() == expected
+    assert (
+        date(2026, 10, 9) in expected and date(2026, 10, 5) in expected
+    )  # 한글날; 개천절 (a Saturday) moved to Monday
+    assert date(2026, 10, 14) not in expected
+    assert min(expected).year == HOLIDAY_YEARS.start and max(expected).year == HOLIDAY_YEARS.stop - 1
