@@ -1,8 +1,8 @@
-"""`eco2 build <fn>`: a build context holding only that function, the framework and what it uses.
+"""`eco2 build <fn>`: the function's OCI image (eco2.image), or `--context`: a Dockerfile build context.
 
-The image installs only the libraries the function's `uses` need (a function that never touches
-S3 has no boto3 in its image), and starts as Knative expects: `python -m eco2.server <main.py>`
-on $PORT.
+Either holds only that function, the framework and the libraries its `uses` need (a function that
+never touches S3 has no boto3 in its image), pinned by its lock (`locks/<fn>.txt`, eco2.lock), and
+starts as Knative expects: `python -m eco2.server <main.py>` on $PORT.
 """
 
 from __future__ import annotations
@@ -11,35 +11,22 @@ import shutil
 from pathlib import Path
 
 from eco2.entry import import_function
-from eco2.funcyaml import FunctionSpec
-
-BASE = [
-    "functions-framework>=3.8,<4",
-    "cloudevents>=1.11,<2",
-    "flask>=3.0",
-    "gunicorn>=22",
-    "pydantic>=2.7,<3",
-    "pyyaml>=6",
-    "prometheus-client>=0.20",
-    "requests>=2.31",
-]
-BY_USE = {
-    "db": ["sqlalchemy>=2.0.30,<3", "psycopg[binary]>=3.1.18,<4", "alembic>=1.13"],
-    "redis": ["redis>=5.0"],
-    "events": ["pika>=1.3", "sqlalchemy>=2.0.30,<3"],
-    "s3": ["boto3>=1.34"],
-    "openai": ["openai>=1.40"],
-    "jwt": [],
-}
+from eco2.funcyaml import FunctionSpec, FuncYaml
 
 
-def requirements(uses: tuple[str, ...]) -> list[str]:
-    out = list(BASE)
-    for use in uses:
-        for requirement in BY_USE[use]:
-            if requirement not in out:
-                out.append(requirement)
-    return out
+def function_uses(spec: FunctionSpec) -> tuple[str, ...]:
+    return import_function(spec.module).uses
+
+
+def requirements(root: Path, uses: tuple[str, ...]) -> list[str]:
+    """The project requirements a function with these `uses` needs (see eco2.lock)."""
+    from eco2.lock import roots
+
+    return roots(root, uses)
+
+
+def all_uses(project: FuncYaml) -> dict[str, tuple[str, ...]]:
+    return {name: function_uses(spec) for name, spec in project.functions.items()}
 
 
 def dockerfile(spec: FunctionSpec) -> str:
@@ -74,8 +61,55 @@ def build_context(root: Path, spec: FunctionSpec, out: Path | None = None) -> Pa
     if (root / "functions" / "__init__.py").exists():
         shutil.copy2(root / "functions" / "__init__.py", out / "functions" / "__init__.py")
     shutil.copy2(root / "func.yaml", out / "func.yaml")
-    function = import_function(spec.module)
-    (out / "requirements.txt").write_text("\n".join(requirements(function.uses)) + "\n")
+    from eco2.lock import lock_path
+
+    locked = lock_path(root, spec.name)
+    if locked.is_file():  # the function's lock: the same pins as `eco2 build`'s image
+        shutil.copy2(locked, out / "requirements.txt")
+    else:
+        (out / "requirements.txt").write_text("\n".join(requirements(root, function_uses(spec))) + "\n")
     (out / "Dockerfile").write_text(dockerfile(spec))
     (out / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n")
     return out
+
+
+def build_image(
+    root: Path,
+    spec: FunctionSpec,
+    *,
+    push: bool = False,
+    base_image: str | None = None,
+    out: str | None = None,
+) -> str | None:
+    """`eco2 build` / the first half of `eco2 deploy`: build (and push) the image; returns the
+    reference pinned by digest, or None after printing why it failed."""
+    import json
+    import sys
+
+    from eco2 import image
+    from eco2.registry import RegistryError
+
+    try:
+        built = image.build(root, spec, base_image=base_image, progress=lambda line: print(f"  {line}"))
+        folder = Path(out) if out else root / "build" / spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "manifest.json").write_bytes(built.manifest)
+        (folder / "config.json").write_bytes(built.config)
+        layers = [{"name": x.name, **x.descriptor(), "diffID": x.diff_id} for x in (*built.base_layers, *built.layers)]
+        (folder / "layers.json").write_text(json.dumps(layers, indent=2) + "\n")
+        seconds = built.timings["total"]
+        print(
+            f"{spec.name}: built {built.digest} in {seconds:.1f}s (deps {'cached' if built.deps_cached else 'built'})"
+        )
+        if not push:
+            return built.pinned
+        pushed = image.push(built)
+    except (RegistryError, RuntimeError, FileNotFoundError) as exc:
+        print(f"eco2 build {spec.name}: {exc}", file=sys.stderr)
+        return None
+    print(
+        f"{spec.name}: pushed {pushed.pinned} in {pushed.seconds:.1f}s "
+        f"({len(pushed.sent)} blobs sent, {len(pushed.skipped)} already there, {len(pushed.mounted)} mounted, "
+        f"{len(pushed.copied)} copied from the base registry)"
+    )
+    return pushed.pinned
