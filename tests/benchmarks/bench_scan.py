@@ -29,6 +29,8 @@ from tests.integration.test_eco2_dev import start_dev, stop  # noqa: E402
 from tests.support.llm_server import LLMServer  # noqa: E402
 
 VISION, ANSWER = 2.0, 3.0
+IMAGE_KEY = f"scan/{'0' * 32}.jpg"  # a photo the benchmark's user confirmed (scan accepts only those)
+IMAGE = f"http://127.0.0.1:9/eco2-images/{IMAGE_KEY}"
 SECRET = "bench-secret-0123456789-0123456789-012345"
 
 
@@ -67,7 +69,7 @@ def one_scan(base: str, token: str, out: list[float], errors: list[str], go: thr
     go.wait()
     t0 = time.perf_counter()
     try:
-        submitted = session.post(f"{base}/api/v1/scan", json={"image_url": "http://127.0.0.1:9/scan/x.jpg"}, timeout=30)
+        submitted = session.post(f"{base}/api/v1/scan", json={"image_url": IMAGE}, timeout=30)
         submitted.raise_for_status()
         stream = submitted.json()["stream_url"]
         seen: list[tuple[str, str, str]] = []
@@ -107,6 +109,7 @@ def main() -> None:
         "OPENAI_BASE_URL": llm.base_url,
         "LLM_TIMEOUT": "30",
         "SCAN_IMAGE_HOSTS": "127.0.0.1:9",
+        "ECO2_RATE_LIMITS": json.dumps({"POST /api/v1/scan": "off"}),  # one user submits every scan
         "JWT_SECRET": SECRET,
         "LOG_LEVEL": "WARNING",
     }
@@ -119,8 +122,12 @@ def main() -> None:
     try:
         from eco2.settings import Settings
         from eco2.tokens import TokenCodec
+        from functions.common.uploads import ConfirmedUpload, ConfirmedUploads
 
-        token = TokenCodec(Settings.from_env({"JWT_SECRET": SECRET})).issue(str(uuid.uuid4()), "access", "kakao").token
+        user = str(uuid.uuid4())
+        token = TokenCodec(Settings.from_env({"JWT_SECRET": SECRET})).issue(user, "access", "kakao").token
+        uploads = ConfirmedUploads(redis.Redis.from_url(env["REDIS_URL"], decode_responses=True))
+        uploads.record(ConfirmedUpload(IMAGE_KEY, user, "scan", "image/jpeg", 1, IMAGE, ""))
         latencies: list[float] = []
         errors: list[str] = []
         go = threading.Event()
