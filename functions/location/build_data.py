@@ -245,7 +245,8 @@ def public_holidays(years: range = HOLIDAY_YEARS) -> list[tuple[str, str]]:
     saves the package's 0.23 s of import and lunar arithmetic on the first request)."""
     from holidays.countries.south_korea import SouthKorea
 
-    return sorted((day.isoformat(), name) for day, name in SouthKorea(years=years, language="ko").items())
+    calendar = SouthKorea(years=years, language="ko")  # type: ignore[no-untyped-call]
+    return sorted((day.isoformat(), str(name)) for day, name in calendar.items())
 
 
 def main(argv: list[str]) -> int:
@@ -258,9 +259,9 @@ def main(argv: list[str]) -> int:
     print(f"{len(rows)} points -> {OUT}", file=sys.stderr)
     days = public_holidays()
     with HOLIDAYS_OUT.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(("date", "name"))
-        writer.writerows(days)
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(("date", "name"))
+        out.writerows(days)
     print(
         f"{len(days)} public holidays {HOLIDAY_YEARS.start}-{HOLIDAY_YEARS.stop - 1} -> {HOLIDAYS_OUT}", file=sys.stderr
     )
