@@ -25,7 +25,16 @@ def _hosts(configured: tuple[str, ...], cdn: str, s3: str) -> frozenset[str]:
     return service.allowed_hosts(configured, cdn, s3)
 
 
-@fn.post("/api/v1/scan", auth=True, body=ScanRequest, response=ScanAccepted, status=202, rate="20/minute")
+# an image URL of 2048 characters and 1000 characters of Korean (3 bytes each) fit with room to spare
+@fn.post(
+    "/api/v1/scan",
+    auth=True,
+    body=ScanRequest,
+    response=ScanAccepted,
+    status=202,
+    rate="20/minute",
+    max_body=16 * 1024,
+)
 def submit(ctx: Context, body: ScanRequest) -> ScanAccepted:
     """Queue a scan of a photo this user uploaded and confirmed (honours X-Idempotency-Key for an hour)."""
     s = ctx.settings
@@ -66,7 +75,15 @@ def events(ctx: Context, job_id: str) -> Response:
     store: JobStore = service.owned_job(ctx.redis, job_id, ctx.user_id)
     assert ctx.request is not None
     last = ctx.request.headers.get("Last-Event-ID")
-    stream = service.sse_events(store, job_id, last, time.monotonic)
+    request = ctx.request
+
+    def check() -> None:  # the session, again at every keepalive
+        from eco2.security import ACCESS_COOKIE, bearer, verify
+
+        token = request.cookies.get(ACCESS_COOKIE) or bearer(request.headers.get("Authorization"))
+        verify(ctx.clients.tokens, ctx.redis, token, "access")
+
+    stream = service.sse_events(store, job_id, last, time.monotonic, check)
     return Response(
         stream,
         content_type="text/event-stream; charset=utf-8",

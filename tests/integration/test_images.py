@@ -380,6 +380,25 @@ def test_a_presign_starts_one_sweep_per_interval(
     assert service.maybe_sweep(images.runtime.clients.s3, redis_client, s3_server.bucket, off) is None
 
 
+def test_concurrent_callbacks_confirm_once(images: FunctionClient, s3_server: S3Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, access = token(images)
+    ticket = presign(images, access)
+    assert requests.put(ticket["upload_url"], data=PNG, headers=ticket["required_headers"], timeout=10).ok
+    with ThreadPoolExecutor(6) as pool:
+        statuses = sorted(pool.map(lambda _: callback(images, access, ticket["key"]).status_code, range(6)))
+    assert statuses[0] == 200 and statuses.count(200) == 1 and set(statuses[1:]) <= {404}, statuses
+    assert exists(s3_server, ticket["key"]) and not exists(s3_server, f"pending/{ticket['key']}")
+
+
+def test_a_body_over_the_routes_bound_is_413(images: FunctionClient) -> None:
+    _, access = token(images)
+    body = json.dumps({"filename": "a" * 20000 + ".png", "content_type": "image/png"})
+    response = images.post("/api/v1/images/scan", data=body, content_type="application/json", headers=auth(access))
+    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+
+
 # -- who may call back -------------------------------------------------------------------------------
 
 

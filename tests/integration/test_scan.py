@@ -231,6 +231,14 @@ def test_upload_then_confirm_then_scan_through_the_images_function(
     assert len(sink.of_type(SCAN_REQUESTED)) == 1
 
 
+def test_a_submit_body_over_its_bound_is_413(scan: FunctionClient, sink: EventSink) -> None:
+    user, headers = token(scan)
+    body = json.dumps({"image_url": upload(scan, user), "user_input": "가" * 6000})  # 18 KB
+    response = scan.post("/api/v1/scan", data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 413 and response.json["code"] == "PAYLOAD_TOO_LARGE"
+    assert sink.events == []
+
+
 # -- models from the allow-lists (issue 19, item 2) --------------------------------------------------
 
 
