@@ -183,10 +183,10 @@ def offline_answer(g: grounding.Grounding, has_image: bool) -> str:
         lines.append("사진은 볼 수 없어서 적어 주신 설명으로 안내할게요.")
     if g.item is not None and g.rules is not None:
         what = g.item.minor or g.item.middle
-        lines.append(f"{what}은(는) {g.item.middle}(으)로 배출해요.")
+        lines.append(f"{what}{_josa(what, '은', '는')} {g.item.middle}{_josa(g.item.middle, '으로', '로')} 배출해요.")
         lines.extend(f"{i}. {s}" for i, s in enumerate(grounding.steps_for(g.rules, g.item.minor), start=1))
     elif g.item is not None:
-        lines.append(f"{g.item.middle}은(는) 지자체 안내에 따라 배출해 주세요.")
+        lines.append(f"{g.item.middle}{_josa(g.item.middle, '은', '는')} 지자체 안내에 따라 배출해 주세요.")
     elif not g.wants_place:
         lines.append("어떤 물건인지 알려 주시면 분리배출 방법을 알려 드릴게요. 예: '페트병 어떻게 버려?'")
     if g.wants_place:
@@ -200,6 +200,17 @@ def offline_answer(g: grounding.Grounding, has_image: bool) -> str:
         else:
             lines.append("주변에 등록된 수거 장소가 없어요.")
     return "\n".join(lines)
+
+
+def _josa(word: str, with_final: str, without_final: str) -> str:
+    """The particle that fits the word's last syllable (받침): 페트병은, 종이팩으로; 유리병으로 but 종이로."""
+    last = word[-1:] or " "
+    if not "가" <= last <= "힣":
+        return f"{with_final}({without_final})"
+    final = (ord(last) - ord("가")) % 28
+    if with_final == "으로" and final == 8:  # ㄹ takes 로: 물로, 비닐로
+        return without_final
+    return with_final if final else without_final
 
 
 def offline_pieces(text: str, config: WorkerConfig, sleep: Callable[[float], None]) -> Iterator[str]:

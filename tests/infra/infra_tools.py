@@ -4,6 +4,7 @@ without network, how to read HCL and kustomize output. Not a test module."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -167,3 +168,51 @@ def sample_outputs() -> dict[str, Any]:
         "images_bucket": "eco2-dev-images",
     }
     return {k: {"value": v, "type": "whatever", "sensitive": False} for k, v in values.items()}
+
+
+# -- Ansible run for real on this machine --------------------------------------------------------------
+def local_play(tmp_path: Path, tasks: list[dict[str, Any]], env_name: str = "prod", **extra: Any) -> Path:
+    """Run `tasks` on k8s-control-plane of an inventory built from sample Terraform outputs, with the
+    playbook placed beside a copy of infra/ansible's group_vars and roles (as site.yml is), so Ansible's
+    real variable precedence applies. Returns the work directory."""
+    work = tmp_path / "infra"
+    shutil.copytree(ANSIBLE, work / "ansible", ignore=shutil.ignore_patterns("credentials", "__pycache__"))
+    shutil.copytree(K8S, work / "k8s")
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(sample_outputs()), encoding="utf-8")
+    playbook = [
+        {
+            "name": "Behaviour check",
+            "hosts": "control_plane",
+            "gather_facts": False,
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                "out": str(tmp_path / "out"),
+                **extra,
+            },
+            "tasks": [
+                {
+                    "name": "Create the output directory",
+                    "ansible.builtin.file": {"path": str(tmp_path / "out"), "state": "directory", "mode": "0755"},
+                },
+                *tasks,
+            ],
+        }
+    ]
+    path = work / "ansible" / "behaviour.yml"
+    path.write_text(yaml.safe_dump(playbook, sort_keys=False), encoding="utf-8")
+    env = {
+        "ECO2_TF_OUTPUT_JSON": str(outputs),
+        "ECO2_ENV": env_name,
+        "ANSIBLE_CONFIG": str(work / "ansible" / "ansible.cfg"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+        "ANSIBLE_HOME": str(tmp_path / "home"),
+    }
+    done = run(
+        [tool("ansible-playbook"), "-i", str(work / "ansible" / "inventory" / "terraform_inventory.py"), str(path)],
+        cwd=work / "ansible",
+        env=env,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    return tmp_path / "out"

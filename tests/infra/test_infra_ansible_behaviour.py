@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from infra_tools import ANSIBLE, K8S, TOOLS_VENV, run, sample_outputs, tool
+from infra_tools import ANSIBLE, K8S, TOOLS_VENV, local_play, tool
 
 ROLES = ANSIBLE / "roles"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -34,53 +34,6 @@ def _tasks(role: str, name: str = "main") -> list[dict[str, Any]]:
 def _include(task: dict[str, Any]) -> str | None:
     spec = task.get("ansible.builtin.include_role") or task.get("include_role")
     return spec["name"] if spec else None
-
-
-def _playbook(tmp_path: Path, tasks: list[dict[str, Any]], env_name: str = "prod", **extra: Any) -> Path:
-    """Run `tasks` on k8s-control-plane of an inventory built from sample Terraform outputs, with the
-    playbook placed beside a copy of infra/ansible's group_vars and roles (as site.yml is), so Ansible's
-    real variable precedence applies. Returns the work directory."""
-    work = tmp_path / "infra"
-    shutil.copytree(ANSIBLE, work / "ansible", ignore=shutil.ignore_patterns("credentials", "__pycache__"))
-    shutil.copytree(K8S, work / "k8s")
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps(sample_outputs()), encoding="utf-8")
-    playbook = [
-        {
-            "name": "Behaviour check",
-            "hosts": "control_plane",
-            "gather_facts": False,
-            "vars": {
-                "ansible_connection": "local",
-                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                "out": str(tmp_path / "out"),
-                **extra,
-            },
-            "tasks": [
-                {
-                    "name": "Create the output directory",
-                    "ansible.builtin.file": {"path": str(tmp_path / "out"), "state": "directory", "mode": "0755"},
-                },
-                *tasks,
-            ],
-        }
-    ]
-    path = work / "ansible" / "behaviour.yml"
-    path.write_text(yaml.safe_dump(playbook, sort_keys=False), encoding="utf-8")
-    env = {
-        "ECO2_TF_OUTPUT_JSON": str(outputs),
-        "ECO2_ENV": env_name,
-        "ANSIBLE_CONFIG": str(work / "ansible" / "ansible.cfg"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
-        "ANSIBLE_HOME": str(tmp_path / "home"),
-    }
-    done = run(
-        [tool("ansible-playbook"), "-i", str(work / "ansible" / "inventory" / "terraform_inventory.py"), str(path)],
-        cwd=work / "ansible",
-        env=env,
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
-    return tmp_path / "out"
 
 
 # -- defect 3: variable precedence ---------------------------------------------------------------------
@@ -103,7 +56,7 @@ def test_a_prod_inventory_yields_the_prod_overlay(tmp_path: Path) -> None:
             },
         },
     ]
-    out = _playbook(tmp_path, tasks, env_name="prod")
+    out = local_play(tmp_path, tasks, env_name="prod")
     [app] = [d for d in yaml.safe_load_all((out / "root-app.yaml").read_text(encoding="utf-8")) if d]
     assert app["spec"]["source"]["path"] == "infra/k8s/overlays/prod"
     assert json.loads((out / "env.json").read_text(encoding="utf-8"))["eco2_env"] == "prod"
@@ -133,7 +86,7 @@ def test_helm_unpacks_from_the_release_archive_layout(tmp_path: Path) -> None:
     task["ansible.builtin.unarchive"]["src"] = str(archive)
     task["ansible.builtin.unarchive"]["dest"] = str(tmp_path / "bin")
     (tmp_path / "bin").mkdir()
-    _playbook(tmp_path / "play", [task])
+    local_play(tmp_path / "play", [task])
     helm = tmp_path / "bin" / "helm"
     assert helm.is_file() and helm.stat().st_mode & 0o111
     assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["helm"]  # only the binary, no directory
@@ -234,7 +187,7 @@ def test_component_selection_needs_no_crd_installed_later(tmp_path: Path) -> Non
         tool("kubectl")  # skips (or fails in CI) with the install hint
     # site.yml's platform play copies infra/k8s to k8s_repo_dir before any role runs
     shutil.copytree(K8S, tmp_path / "k8s-copy")
-    out = _playbook(
+    out = local_play(
         tmp_path, tasks, env_name="prod", manifests_dir=str(tmp_path / "m"), k8s_repo_dir=str(tmp_path / "k8s-copy")
     )
     # the apply uses exactly that selection, never the whole overlay

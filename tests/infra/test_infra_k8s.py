@@ -109,15 +109,10 @@ def test_app_of_apps(env: str) -> None:
     assert {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} <= ignored
     # the functions app reads `eco2 manifests` output but never the objects `eco2 deploy` applies
     functions = apps["eco2-functions"]["spec"]["source"]
-    assert functions["path"] == "build/manifests"
-    for pattern in (
-        "service-*.yaml",
-        "trigger-*.yaml",
-        "pingsource-*.yaml",
-        "virtualservice-*.yaml",
-        "kustomization.yaml",
-    ):
-        assert pattern in functions["directory"]["exclude"], pattern
+    assert functions["path"] == "infra/k8s/eventing"
+    assert functions["directory"]["include"] == "{rabbitmqbrokerconfig-*.yaml,broker-*.yaml}"
+    for pattern in ("service-", "trigger-", "pingsource-", "virtualservice-", "kustomization"):
+        assert pattern not in functions["directory"]["include"], pattern
     [project] = _by_kind(docs, "AppProject")
     refused = {(r["group"], r["kind"]) for r in project["spec"]["namespaceResourceBlacklist"]}
     assert {("serving.knative.dev", "Service"), ("eventing.knative.dev", "Trigger")} <= refused

@@ -74,6 +74,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Pa
                 "node_join_ca_hash": "sha256:" + "0" * 64,
                 "data_services_postgresql_password": "p@ss/word",
                 "data_services_redis_password": "redis-secret",
+                "data_services_jwt_secret": "j" * 64,
             },
             "tasks": [
                 {
@@ -169,7 +170,8 @@ def test_broker_is_the_rendered_one(rendered: dict[str, dict[str, Path]]) -> Non
 
 def test_secrets_carry_urlencoded_passwords(rendered: dict[str, dict[str, Path]]) -> None:
     secrets = {d["metadata"]["name"]: d for d in _docs(rendered["k8s-control-plane"]["secrets.yaml"])}
-    assert set(secrets) == {"postgresql-auth", "redis-auth", "eco2-database", "eco2-redis"}
+    assert set(secrets) == {"postgresql-auth", "redis-auth", "eco2-database", "eco2-redis", "eco2-jwt"}
+    assert len(secrets["eco2-jwt"]["stringData"]["secret"]) >= 32  # JWT_SECRET's minimum
     assert secrets["eco2-database"]["stringData"]["url"].startswith(
         "postgresql://eco2:p%40ss%2Fword@postgresql.eco2-data.svc"
     )

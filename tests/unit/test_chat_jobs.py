@@ -119,6 +119,7 @@ def test_offline_answer_is_marked_built_from_the_rules_and_streams_word_by_word(
     assert g.rules is not None
     text = service.offline_answer(g, has_image=False)
     assert text.startswith(service.OFFLINE_MARK) and g.rules.common_steps[0] in text
+    assert "우유팩은 종이팩으로 배출해요." in text  # particles fit the words (받침)
     slept: list[float] = []
     pieces = list(service.offline_pieces(text, WorkerConfig(chat_offline_token_delay=0.01), slept.append))
     assert "".join(pieces) == text and len(pieces) > 5 and slept and all(s == 0.01 for s in slept)
