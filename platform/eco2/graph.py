@@ -15,6 +15,7 @@ sub-package is included only when something imports it (`functions/common/migrat
 from __future__ import annotations
 
 import ast
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +54,20 @@ def _module_file(root: Path, module: str) -> Path | None:
     return None
 
 
+_parsed: dict[tuple[str, str, bytes], frozenset[str]] = {}
+
+
 def _imports(path: Path, module: str) -> set[str]:
     """Module names imported anywhere in `path` (absolute, with relative imports resolved)."""
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    source = path.read_bytes()
+    key = (str(path), module, hashlib.sha256(source).digest())
+    if key not in _parsed:
+        _parsed[key] = frozenset(_parse_imports(source, path, module))
+    return set(_parsed[key])
+
+
+def _parse_imports(source: bytes, path: Path, module: str) -> set[str]:
+    tree = ast.parse(source, filename=str(path))
     is_package = path.name == "__init__.py"
     package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
