@@ -12,8 +12,8 @@ service they were exported from (`x`, `y`: a Transverse Mercator grid, scaled). 
 carry both fit a degree-4 polynomial from (x, y) to (lat, lon); on the 1-in-5 held out during the
 fit it is off by 0.15 m median, 0.44 m at worst (printed on every build), so those shops get
 derived coordinates and `coordinates=map`. Fourteen points have no usable coordinates (none given,
-half a pair, or a latitude outside Korea from a lost leading digit): they stay off the map and are
-still found by name and shown in detail.
+half a pair, or a latitude outside Korea from a lost leading digit): they stay off the map and out
+of the lists (an item without coordinates cannot be placed), and their detail is still served.
 """
 
 from __future__ import annotations

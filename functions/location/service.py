@@ -4,6 +4,7 @@ categories, opening state. `now` is a parameter wherever the answer depends on t
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -124,7 +125,7 @@ def _center(row: dict[str, Any], distance_m: float | None, now: datetime) -> Cen
 def _provider_center(place: Place, distance_m: float) -> Center:
     """A provider place in the item shape: negative ids, so they never collide with our points."""
     return Center(
-        id=-int(place.id) if place.id.isdigit() else -abs(hash(place.id)) % (1 << 53),
+        id=-int(place.id) if place.id.isdigit() else -(int(hashlib.sha1(place.id.encode()).hexdigest()[:12], 16) + 1),
         name=place.name,
         source="kakao",
         road_address=place.road_address or place.address or None,

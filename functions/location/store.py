@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text, and_, func, or_, select, text
+from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text, and_, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
@@ -125,8 +125,8 @@ def _escape(term: str) -> str:
 
 
 def text_matches(session: Session, query: str, limit: int) -> list[Row]:
-    """Points whose name or address holds every word of `query` (pg_trgm also forgives a typo on
-    PostgreSQL), names that match first."""
+    """Points whose name or address holds every word of `query` (on PostgreSQL pg_trgm also forgives
+    a typo; SQLite matches substrings only), names that match first."""
     words = query.lower().split()
     if not words:
         return []
@@ -134,8 +134,10 @@ def text_matches(session: Session, query: str, limit: int) -> list[Row]:
     name_hit = and_(*(points.c.name.ilike(f"%{_escape(w)}%", escape="\\") for w in words))
     if session.get_bind().dialect.name == "postgresql":
         phrase = " ".join(words)
-        fuzzy = points.c.search_text.op("%")(phrase)  # pg_trgm similarity above its threshold (0.3)
-        score = func.similarity(points.c.search_text, phrase)
+        # pg_trgm word similarity (`<%`, threshold 0.6): the query against the best-matching part of
+        # the text, so "고양시쳥" still finds 고양시's points; the GIN trigram index serves it at scale
+        fuzzy = literal(phrase).op("<%")(points.c.search_text)
+        score = func.word_similarity(phrase, points.c.search_text)
         stmt = select(points).where(or_(every, fuzzy)).order_by(name_hit.desc(), every.desc(), score.desc())
     else:
         stmt = select(points).where(every).order_by(name_hit.desc())

@@ -12,6 +12,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -415,3 +416,62 @@ def test_loading_is_idempotent_and_updates_changed_rows(
         assert get(client, "/api/v1/locations/centers/3")["name"] == "고양시청 후문"
     finally:
         engine.dispose()
+
+
+# -- opening state at fixed clock times, and text search, on each backend -----------------------------
+def test_opening_state_at_fixed_clock_times(database_url: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy.orm import Session
+
+    from functions.location import service
+
+    kst = timezone(timedelta(hours=9))
+    engine = create_engine(normalise_url(database_url))
+
+    def state(now: datetime, point_id: int = 3) -> tuple[Any, ...]:
+        with Session(engine) as session:
+            items = service.centers(
+                session,
+                lat=37.6581404,
+                lon=126.8321693,
+                radius=30,
+                zoom=None,
+                store_category="all",
+                pickup_category="all",
+                now=now,
+            )
+            item = (
+                next(i for i in items if i.id == point_id)
+                if point_id == 3
+                else service.detail(session, point_id, now=now)
+            )
+        return item.is_holiday, item.is_open, item.start_time, item.end_time, item.opening_status
+
+    try:
+        # 고양시청 후문 opens on Tuesdays 11:00-14:00 only, and not on public holidays
+        assert state(datetime(2026, 12, 1, 12, 0, tzinfo=kst)) == (False, True, "11:00", "14:00", "open")
+        assert state(datetime(2026, 12, 1, 10, 59, tzinfo=kst)) == (False, False, "11:00", "14:00", "closed")
+        assert state(datetime(2026, 12, 1, 14, 0, tzinfo=kst)) == (False, False, "11:00", "14:00", "closed")
+        assert state(datetime(2026, 12, 1, 3, 30, tzinfo=UTC)) == (False, True, "11:00", "14:00", "open")  # 12:30 KST
+        assert state(datetime(2026, 11, 30, 12, 0, tzinfo=kst)) == (True, False, None, None, "holiday")  # Monday
+        assert state(datetime(2026, 5, 5, 12, 0, tzinfo=kst)) == (True, False, None, None, "holiday")  # 어린이날, Tue
+        assert state(datetime(2026, 12, 1, 12, 0, tzinfo=kst), 194097729) == (False, None, None, None, "unknown")
+    finally:
+        engine.dispose()
+
+
+def test_text_search_without_a_provider(database_url: str, location: Callable[..., FunctionClient]) -> None:
+    client = location()
+    exact = get(client, "/api/v1/locations/suggest?q=보틀팩토리")
+    assert exact[0]["place_name"] == "보틀팩토리"
+    words = get(client, "/api/v1/locations/suggest?q=고양시청 후문")
+    assert words[0]["place_name"] == "고양시청 후문"
+    for wildcard in ("%25", "_"):  # LIKE wildcards are escaped: only text that holds them matches
+        hits = get(client, f"/api/v1/locations/suggest?q={wildcard}")
+        assert all(("%" if wildcard == "%25" else "_") in s["place_name"] + s["address"] for s in hits)
+    typo = get(client, "/api/v1/locations/suggest?q=고양시쳥")  # one syllable wrong
+    if database_url.startswith("postgresql"):
+        assert typo and all("고양" in s["address"] or "고양" in s["place_name"] for s in typo)  # pg_trgm
+    else:
+        assert typo == []  # SQLite: substrings only
