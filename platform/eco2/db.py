@@ -34,6 +34,7 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_recycle=300, pool_timeout=10)
+            kwargs["connect_args"] = {"connect_timeout": 3}  # an unreachable server: 503 in seconds, not a hang
         self.url = url
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):

@@ -56,8 +56,32 @@ def error_response(exc: BaseException) -> Response:
         return response
     if isinstance(exc, ValidationError):
         return json_response({"detail": describe_validation(exc), "code": "VALIDATION_ERROR"}, 422)
+    backend = unavailable_backend(exc)
+    if backend is not None:
+        log.warning("backend unavailable", extra={"backend": backend, "error": type(exc).__name__})
+        return error_response(errors.ServiceUnavailable(f"The {backend} is unavailable; try again shortly."))
     log.error("unhandled error", exc_info=exc)
     return json_response(errors.INTERNAL_ERROR_BODY, 500)
+
+
+def unavailable_backend(exc: BaseException) -> str | None:
+    """'database' / 'cache' / 'event broker' when `exc` says a backend cannot be reached (503:
+    worth retrying), else None. Only libraries already imported are consulted (no import here)."""
+    import sys
+
+    redis_exc = sys.modules.get("redis.exceptions")
+    if redis_exc is not None and isinstance(exc, redis_exc.ConnectionError | redis_exc.TimeoutError):
+        return "cache"
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return "database"
+    publisher = sys.modules.get("eventing.publisher")
+    pika_exc = sys.modules.get("pika.exceptions")
+    if (publisher is not None and isinstance(exc, publisher.PublishError)) or (
+        pika_exc is not None and isinstance(exc, pika_exc.AMQPError)
+    ):
+        return "event broker"
+    return None
 
 
 def describe_validation(exc: ValidationError, where: str = "body") -> str:
