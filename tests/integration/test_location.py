@@ -475,3 +475,56 @@ def test_text_search_without_a_provider(database_url: str, location: Callable[..
         assert typo and all("고양" in s["address"] or "고양" in s["place_name"] for s in typo)  # pg_trgm
     else:
         assert typo == []  # SQLite: substrings only
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_the_migration_goes_down_and_up_again(backend: str, tmp_path: Path) -> None:
+    import uuid
+
+    import psycopg
+
+    from eco2.migrate import upgrade
+    from tests.conftest import ADMIN_URL
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'migrate.db'}"
+    else:
+        name = f"eco2_test_location_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"{ADMIN_URL.rpartition('/')[0]}/{name}"
+    engine = create_engine(normalise_url(url))
+    try:
+        upgrade(url)
+        count = "SELECT count(*) FROM collection_points"
+        with engine.connect() as connection:
+            assert connection.execute(text(count)).scalar() == len(POINTS)
+        _downgrade(url, "0002_events")
+        with engine.connect() as connection:
+            tables = {
+                r[0]
+                for r in connection.execute(
+                    text(
+                        "SELECT name FROM sqlite_master WHERE type='table'"
+                        if backend == "sqlite"
+                        else "SELECT tablename FROM pg_tables WHERE schemaname='public'"
+                    )
+                )
+            }
+        assert "collection_points" not in tables and "event_outbox" in tables
+        upgrade(url)
+        with engine.connect() as connection:
+            assert connection.execute(text(count)).scalar() == len(POINTS)
+    finally:
+        engine.dispose()
+        if backend == "postgresql":
+            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+
+
+def _downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    from eco2.migrate import alembic_config
+
+    command.downgrade(alembic_config(url), revision)  # type: ignore[arg-type]
