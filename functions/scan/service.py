@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 
-from eco2.errors import BadRequest, NotFound, ServiceUnavailable, Unprocessable
-from functions.common.scanjobs import JobStore
+from eco2.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unprocessable
+from functions.common.scanjobs import JobStore, stream_key
 from functions.common.uploads import ConfirmedUploads, key_in_path
 from functions.scan.schemas import ScanAccepted, ScanRequest
 
@@ -133,16 +133,41 @@ def result(client: redis.Redis, job_id: str, user_id: str) -> tuple[int, dict[st
     return 202, {"status": "processing", "current_stage": job.current_stage, "progress": job.progress}
 
 
-def sse_events(store: JobStore, job_id: str, last_event_id: str | None, clock: Callable[[], float]) -> Iterator[bytes]:
-    for frame in _frames(store, job_id, last_event_id, clock):
+def sse_events(
+    store: JobStore,
+    job_id: str,
+    last_event_id: str | None,
+    clock: Callable[[], float],
+    check: Callable[[], None] | None = None,
+) -> Iterator[bytes]:
+    """The fallback reader (one thread and one Redis connection per stream), for `eco2 run scan`
+    and direct calls: in `eco2 dev` and the cluster the streams function serves this path."""
+    for frame in _frames(store, job_id, last_event_id, clock, check):
         yield frame.encode()
 
 
-def _frames(store: JobStore, job_id: str, last_event_id: str | None, clock: Callable[[], float]) -> Iterator[str]:
-    """The job's progress as SSE frames: resume after Last-Event-ID, keepalive every 15 s, end after done."""
+def _frames(
+    store: JobStore,
+    job_id: str,
+    last_event_id: str | None,
+    clock: Callable[[], float],
+    check: Callable[[], None] | None,
+) -> Iterator[str]:
+    """The job's progress as SSE frames: resume after Last-Event-ID, keepalive every 15 s, end after
+    done; a finished job the client has seen to its end closes at once; `check` (the session) runs
+    at every keepalive and ends the stream when it raises."""
     after = last_event_id if last_event_id and _is_stream_id(last_event_id) else "0"
     started = clock()
     yield "retry: 3000\n\n"
+    try:
+        tail = store.redis.xrevrange(stream_key(job_id), "+", "-", count=1)
+    except RedisError:
+        log.warning("progress stream interrupted by Redis", extra={"job_id": job_id})
+        return
+    if tail and _id(after) >= _id(str(tail[0][0])):
+        if tail[0][1].get("stage") == "done":
+            return
+        after = str(tail[0][0])  # an id from the future: follow from the end
     while clock() - started < STREAM_LIMIT_SECONDS:
         try:
             entries = store.read(job_id, after, block_ms=KEEPALIVE_SECONDS * 1000)
@@ -151,6 +176,11 @@ def _frames(store: JobStore, job_id: str, last_event_id: str | None, clock: Call
             log.warning("progress stream interrupted by Redis", extra={"job_id": job_id})
             return
         if not entries:
+            if check is not None:
+                try:
+                    check()
+                except AppError:
+                    return  # expired or revoked: the reconnect gets the 401/403
             yield f"event: keepalive\ndata: {json.dumps({'job_id': job_id})}\n\n"
             continue
         for entry_id, stage, data in entries:
@@ -158,6 +188,11 @@ def _frames(store: JobStore, job_id: str, last_event_id: str | None, clock: Call
             yield f"id: {entry_id}\nevent: {stage}\ndata: {data}\n\n"
             if stage == "done":
                 return
+
+
+def _id(value: str) -> tuple[int, int]:
+    head, _, tail = value.partition("-")
+    return int(head), int(tail or 0)
 
 
 def _is_stream_id(value: str) -> bool:

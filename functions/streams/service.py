@@ -134,9 +134,12 @@ class Subscription:
 class Hub:
     """One `XREAD BLOCK` over every subscribed job stream, fanned out to the subscribers."""
 
-    def __init__(self, clients: Any, *, block_ms: int = 1000, count: int = 100, queue_limit: int = 1000) -> None:
+    def __init__(
+        self, clients: Any, *, block_ms: int = 1000, linger_ms: float = 5, count: int = 100, queue_limit: int = 1000
+    ) -> None:
         self.clients = clients
         self.block_ms = block_ms
+        self.linger = linger_ms / 1000
         self.count = count
         self.queue_limit = queue_limit
         self.cursors: dict[str, str] = {}
@@ -224,7 +227,8 @@ class Hub:
                 continue
             finally:
                 self._blocked = False
-            for key, entries in _pairs(found):
+            pairs = _pairs(found)
+            for key, entries in pairs:
                 if key not in self.cursors:
                     continue  # its last subscriber left meanwhile
                 for entry_id, fields in entries:
@@ -233,6 +237,10 @@ class Hub:
                         self.cursors[key] = entry_id
                     for sub in list(self.subscribers.get(key, ())):
                         sub.push(entry_id, fields)
+            if pairs and self.linger:
+                # busy: let entries gather for a few ms, so one XREAD over every key carries many
+                # (its cost grows with the keys, and a writer's every XADD would wake it again)
+                await asyncio.sleep(self.linger)
 
     async def _drop_reader(self) -> None:
         reader, self._reader, self._reader_id = self._reader, None, None
@@ -371,7 +379,8 @@ async def frames(
             if sub.queue.empty():
                 wait = min(next_check, last_sent + limits.keepalive, started + limits.limit) - now
                 try:
-                    item = await asyncio.wait_for(sub.queue.get(), max(wait, 0.001))
+                    async with asyncio.timeout(max(wait, 0.001)):
+                        item = await sub.queue.get()
                 except TimeoutError:
                     if loop.time() - last_sent >= limits.keepalive - 0.005:
                         yield chatjobs.keepalive_frame(position, job_id).encode()

@@ -25,11 +25,19 @@ def _ingress_by_function() -> dict[str, list[str]]:
     return {name: list(spec["ingress"]) for name, spec in functions.items() if (spec or {}).get("ingress")}
 
 
-def _base_virtualservices() -> list[dict[str, Any]]:
+def _routes_by_function() -> dict[str, list[str]]:
+    """func.yaml `routes`: exact paths served inside another function's prefix (the streams function)."""
+    functions = _func_yaml()["functions"]
+    return {name: list(spec["routes"]) for name, spec in functions.items() if (spec or {}).get("routes")}
+
+
+def _base_virtualservices(prefixed: bool = True) -> list[dict[str, Any]]:
+    """The prefix VirtualServices (or, with prefixed=False, those of the path-route functions)."""
     docs = []
+    paths = set(_routes_by_function())
     for path in sorted((K8S / "base" / "ingress").glob("virtualservice-*.yaml")):
         docs.extend(d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d)
-    return docs
+    return [d for d in docs if (d["metadata"]["name"] not in paths) == prefixed]
 
 
 def _prefixes(vs: dict[str, Any]) -> list[str]:
@@ -52,8 +60,27 @@ def test_virtualservice_prefixes_are_func_yaml_ingress_prefixes() -> None:
     )
 
 
+def test_path_routes_are_func_yaml_routes_ahead_of_the_prefixes() -> None:
+    """The streams VirtualService matches exactly func.yaml's `routes` (`{param}` = one segment) and
+    is created first (Istio evaluates merged VirtualServices oldest first)."""
+    import re
+
+    by_name = {vs["metadata"]["name"]: vs for vs in _base_virtualservices(prefixed=False)}
+    assert set(by_name) == set(_routes_by_function())
+    for name, paths in _routes_by_function().items():
+        vs = by_name[name]
+        expected = {"^" + re.sub(r"\{[a-z_][a-z0-9_]*\}", "[^/]+", p) + "$" for p in paths}
+        regexes = {m["uri"]["regex"] for http in vs["spec"]["http"] for m in http["match"]}
+        assert regexes == expected, name
+        assert int(vs["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) < 0, name
+        for path in paths:
+            concrete = re.sub(r"\{[a-z_][a-z0-9_]*\}", "0123abcd", path)
+            assert any(re.fullmatch(r, concrete) for r in regexes), path
+            assert not any(re.fullmatch(r, concrete + "/x") for r in regexes), path
+
+
 def test_one_virtualservice_per_http_function_in_every_env() -> None:
-    functions = set(_ingress_by_function())
+    functions = set(_ingress_by_function()) | set(_routes_by_function())
     for env in ("dev", "prod"):
         names = {
             d["metadata"]["name"]

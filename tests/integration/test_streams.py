@@ -485,3 +485,37 @@ def test_eco2_dev_gateway_streams_the_events_paths_from_the_async_function(
         server.shutdown()
         for runtime in gateway.runtimes.values():
             runtime.close()
+
+
+# -- the scan function's own reader (the fallback: `eco2 run scan`, direct calls) -------------------
+
+
+def test_scan_fallback_closes_finished_jobs_and_revoked_sessions(
+    function_client: Callable[..., Any], store: redis.Redis
+) -> None:
+    from functions.scan import service as scan_service
+
+    scan = function_client("scan", K_SINK="http://127.0.0.1:9")
+    codec = scan.runtime.clients.tokens
+    user = str(uuid.uuid4())
+    issued = codec.issue(user, "access", "kakao")
+    headers = {"Authorization": f"Bearer {issued.token}"}
+    job = scan_job(store, user)
+    started = time.monotonic()
+    ended = scan.get(f"/api/v1/scan/{job}/events", headers={**headers, "Last-Event-ID": "9999999999999-0"})
+    assert ended.status_code == 200 and ended.get_data(as_text=True) == "retry: 3000\n\n"
+    assert time.monotonic() - started < 2
+    running = scan_job(store, user, finished=False)
+    original = scan_service.KEEPALIVE_SECONDS
+    scan_service.KEEPALIVE_SECONDS = 1
+    try:
+        response = scan.get(f"/api/v1/scan/{running}/events", headers=headers, buffered=False)
+        frames = iter(response.response)
+        assert next(frames).startswith(b"retry:")
+        assert b"event: queued" in next(frames)
+        store.set(f"blacklist:{issued.claims.jti}", "1", ex=60)
+        rest = b"".join(frames)  # ends at the next keepalive instead of streaming on
+        assert b"event: keepalive" not in rest and b"event: done" not in rest
+    finally:
+        scan_service.KEEPALIVE_SECONDS = original
+    assert time.monotonic() - started < 6
