@@ -13,6 +13,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from werkzeug.wrappers import Response
+
 from eco2 import Context, Event, Function
 from eventing.catalogue import INFO_NEWS_DUE, NewsCollectionScheduled
 from functions.info import guide, service
@@ -46,9 +48,10 @@ def _config(ctx: Context) -> InfoConfig:
 
 
 @fn.get("/api/v1/info/news", query=NewsQuery, response=NewsPage)
-def news(ctx: Context, query: NewsQuery) -> NewsPage:
+def news(ctx: Context, query: NewsQuery) -> Response:
     """Articles newest first (environment, energy, ai or all), keyset cursor; first pages from Redis."""
-    return service.news_page(ctx.redis, lambda: ctx.db, _config(ctx), query)
+    body = service.news_page(ctx.redis, lambda: ctx.db, _config(ctx), query)
+    return Response(body, content_type="application/json")
 
 
 @fn.get("/api/v1/info/news/categories", response=Categories)

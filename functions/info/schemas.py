@@ -33,6 +33,7 @@ class InfoConfig(BaseModel):
     # explicit opt-in networks for the SSRF-safe fetcher (tests and local stand-ins only)
     news_fetch_allow_networks: str = ""
     news_cache_ttl: int = Field(default=600, ge=1)
+    news_cache: bool = True  # false: every page from PostgreSQL (the benchmark's comparison)
     # where the development stand-in serves the sample articles (set by `eco2 dev`); unset = no samples
     news_samples_url: str | None = None
 

@@ -27,8 +27,6 @@ from functions.info.schemas import (
     CollectionReport,
     InfoConfig,
     NewsCategory,
-    NewsMeta,
-    NewsPage,
     NewsQuery,
     SourceReport,
 )
@@ -92,10 +90,9 @@ def _head_key(generation: str, category: str | None) -> str:
 
 
 def cached_head(
-    r: redis.Redis, session_factory: Callable[[], Session], category: str | None, ttl: int
+    r: redis.Redis, session_factory: Callable[[], Session], category: str | None, ttl: int, generation: str
 ) -> tuple[list[dict[str, Any]], bool]:
     """(the newest HEAD + 1 articles of the category, served from the cache)."""
-    generation = str(r.get(GENERATION_KEY) or "0")
     key = _head_key(generation, category)
     raw = r.get(key)
     if raw is not None:
@@ -106,38 +103,53 @@ def cached_head(
     return head, False
 
 
-def news_page(r: redis.Redis, session_factory: Callable[[], Session], config: InfoConfig, query: NewsQuery) -> NewsPage:
+def _render(window: list[dict[str, Any]], limit: int, category: str | None, served: str) -> str:
+    """The page as the JSON the API sends (the shape of schemas.NewsPage, built without models:
+    the articles are API-shaped already, and this is the hot path)."""
+    has_more = len(window) > limit
+    items = window[:limit]
+    body = {
+        "articles": [{k: v for k, v in a.items() if k != "seq"} for a in items],
+        "next_cursor": encode_cursor(items[-1]) if has_more and items else None,
+        "has_more": has_more,
+        "meta": {
+            "category": category,
+            "limit": limit,
+            "samples": served == "samples",
+            "served_from": served,
+            "notice": samples.NOTICE if served == "samples" else None,
+        },
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def news_page(r: redis.Redis, session_factory: Callable[[], Session], config: InfoConfig, query: NewsQuery) -> str:
+    """One page of `GET /news` as its JSON body. A first page (no cursor) is kept rendered in Redis
+    for each category and limit; other pages inside the cached head are cut from it; the rest is a
+    keyset query."""
     category: NewsCategory | None = None if query.category == "all" else query.category
     position = decode_cursor(query.cursor) if query.cursor else None
     limit = query.limit
-    served: str
     if samples_shown(config):
         assert config.news_samples_url is not None
         pool = [a for a in samples.articles(config.news_samples_url) if category in (None, a["category"])]
-        window = _after(pool, position)[: limit + 1]
-        served = "samples"
-    else:
-        head, hit = cached_head(r, session_factory, category, config.news_cache_ttl)
-        rest = _after(head, position)
-        complete = len(head) <= HEAD  # the whole category fits in the head
-        if len(rest) > limit or complete:
-            window = rest[: limit + 1]
-            served = "cache" if hit else "database"
-        else:
-            window = store.page(session_factory(), category, position, limit + 1)
-            served = "database"
-    has_more = len(window) > limit
-    page_items = window[:limit]
-    next_cursor = encode_cursor(page_items[-1]) if has_more and page_items else None
-    meta = NewsMeta(
-        category=category,
-        limit=limit,
-        samples=served == "samples",
-        served_from=served,  # type: ignore[arg-type]
-        notice=samples.NOTICE if served == "samples" else None,
-    )
-    out = [{k: v for k, v in a.items() if k != "seq"} for a in page_items]
-    return NewsPage.model_validate({"articles": out, "next_cursor": next_cursor, "has_more": has_more, "meta": meta})
+        return _render(_after(pool, position)[: limit + 1], limit, category, "samples")
+    if not config.news_cache:
+        return _render(store.page(session_factory(), category, position, limit + 1), limit, category, "database")
+    generation = str(r.get(GENERATION_KEY) or "0")
+    page_key = f"info:news:page:{generation}:{category or 'all'}:{limit}"
+    if position is None:
+        rendered = r.get(page_key)
+        if rendered is not None:
+            return str(rendered)
+    head, hit = cached_head(r, session_factory, category, config.news_cache_ttl, generation)
+    rest = _after(head, position)
+    if len(rest) > limit or len(head) <= HEAD:  # inside the head, or the head is the whole category
+        window = rest[: limit + 1]
+        if position is None:
+            r.set(page_key, _render(window, limit, category, "cache"), ex=config.news_cache_ttl)
+        return _render(window, limit, category, "cache" if hit else "database")
+    return _render(store.page(session_factory(), category, position, limit + 1), limit, category, "database")
 
 
 def invalidate(r: redis.Redis) -> int:

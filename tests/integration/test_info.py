@@ -22,6 +22,7 @@ from eco2.testing import FunctionClient
 from eventing.catalogue import INFO_NEWS_DUE
 from functions.info import service, store
 from functions.info.articles import Candidate, canonical_url, url_key
+from functions.info.schemas import NewsPage
 from tests.support.news_server import NewsServer, naver_item, newsdata_item
 
 pytestmark = pytest.mark.integration
@@ -100,6 +101,7 @@ def all_pages(client: FunctionClient, limit: int, category: str | None = None) -
             f"limit={limit}" + (f"&category={category}" if category else "") + (f"&cursor={cursor}" if cursor else "")
         )
         body = client.get(f"/api/v1/info/news?{params}").json
+        NewsPage.model_validate(body)  # the documented shape (the hot path builds it without models)
         out.extend(body["articles"])
         if not body["has_more"]:
             assert body["next_cursor"] is None
