@@ -121,6 +121,21 @@ class Subscription(_Strict):
         return value
 
 
+_CRON_MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+
+
+def check_cron(expression: str) -> str:
+    """A PingSource schedule as Knative's robfig/cron parser accepts it (five fields with names
+    such as MON/JAN, or a macro such as @hourly), checked with croniter; returns it stripped."""
+    from croniter import croniter
+
+    text = expression.strip()
+    fields = text.split()
+    if not (len(fields) == 5 or (len(fields) == 1 and text.lower() in _CRON_MACROS)) or not croniter.is_valid(text):
+        raise ValueError(f"{expression!r} is not a cron schedule like '0 * * * *' or '@hourly'")
+    return text
+
+
 class Schedule(_Strict):
     """Extension: a Knative PingSource that sends an event to this function."""
 
@@ -129,6 +144,11 @@ class Schedule(_Strict):
     type: str
     timezone: str = "Asia/Seoul"
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return check_cron(value)
 
 
 class Deploy(_Strict):

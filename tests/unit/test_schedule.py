@@ -31,13 +31,17 @@ functions:
         ("*/15 * * * *", datetime(2026, 11, 23, 9, 15, tzinfo=SEOUL), datetime(2026, 11, 23, 9, 30, tzinfo=SEOUL)),
         ("30 6 * * 1-5", datetime(2026, 11, 27, 7, 0, tzinfo=SEOUL), datetime(2026, 11, 30, 6, 30, tzinfo=SEOUL)),
         ("0 0 1 * *", datetime(2026, 11, 23, 9, 0, tzinfo=SEOUL), datetime(2026, 12, 1, 0, 0, tzinfo=SEOUL)),
+        # names, macros and a leap day more than a year away (the hand-written parser refused these)
+        ("0 9 * * MON", datetime(2026, 11, 27, 7, 0, tzinfo=SEOUL), datetime(2026, 11, 30, 9, 0, tzinfo=SEOUL)),
+        ("@hourly", datetime(2026, 11, 23, 9, 15, tzinfo=SEOUL), datetime(2026, 11, 23, 10, 0, tzinfo=SEOUL)),
+        ("0 0 29 2 *", datetime(2026, 11, 23, 9, 0, tzinfo=SEOUL), datetime(2028, 2, 29, 0, 0, tzinfo=SEOUL)),
     ],
 )
 def test_next_run(expression: str, after: datetime, expected: datetime) -> None:
     assert Cron(expression).next_after(after) == expected
 
 
-@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "*/0 * * * *", "a * * * *"])
+@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "*/0 * * * *", "a * * * *", "0 * * * * *", "@often"])
 def test_bad_expressions_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         Cron(bad)
@@ -52,3 +56,11 @@ def test_a_tick_matches_its_trigger_and_only_it() -> None:
     assert message.attributes["eco2type"] == INFO_NEWS_DUE
     assert message.attributes["source"] == "/apis/v1/namespaces/eco2/pingsources/info-news-every-hour"
     assert not trigger.matches({**message.attributes, "eco2type": "eco2.other.thing.happened.v1"})
+
+
+def test_func_yaml_refuses_a_schedule_knative_would_refuse() -> None:
+    from eco2.funcyaml import FuncYamlError
+
+    with pytest.raises(FuncYamlError) as caught:
+        parse(PROJECT.replace('"0 * * * *"', '"0 * * *"'))
+    assert any("schedule" in problem for problem in caught.value.problems)
