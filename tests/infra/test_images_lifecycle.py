@@ -38,3 +38,14 @@ def test_published_keys_are_never_under_the_pending_prefix() -> None:
     assert KEY_RE.fullmatch(key) and not key.startswith(service.PENDING_OBJECTS)
     assert service.pending_object(key) == "pending/" + key
     assert KEY_RE.fullmatch(service.pending_object(key)) is None  # a pending object is not an image key
+
+
+def test_the_cdn_never_serves_an_unconfirmed_upload() -> None:
+    docs: dict[str, Any] = {}
+    for block in hcl(TERRAFORM / "modules" / "images" / "main.tf")["data"]:
+        docs.update(block.get("aws_iam_policy_document", {}))
+    statements = {s["sid"]: s for s in docs["images"]["statement"]}
+    deny = statements["NoCdnForUnconfirmedUploads"]
+    assert deny["effect"] == "Deny" and deny["actions"] == ["s3:GetObject"]
+    assert deny["resources"] == [f"${{aws_s3_bucket.images.arn}}/{service.PENDING_OBJECTS}*"]
+    assert deny["principals"][0]["identifiers"] == ["cloudfront.amazonaws.com"]

@@ -115,6 +115,17 @@ data "aws_iam_policy_document" "images" {
       values   = [aws_cloudfront_distribution.images.arn]
     }
   }
+  # Unconfirmed uploads are never served: only the images function reads pending/ (to check them).
+  statement {
+    sid       = "NoCdnForUnconfirmedUploads"
+    effect    = "Deny"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.images.arn}/pending/*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudfront.amazonaws.com"]
+    }
+  }
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
