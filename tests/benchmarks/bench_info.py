@@ -23,13 +23,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_framework import ROOT, database, drop, eco2_cmd, free_port, measure, stop
+import load
+from bench_framework import ROOT, database, drop, eco2_cmd, free_port, stop
 
 REDIS = os.environ.get("ECO2_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 # Sent with every request: on 2026-12-01 the container's body limit (eco2.server.BodyLimit) answers
-# 500 to a GET without Content-Length under gunicorn; an explicit empty body avoids that, measures
-# the same path, and is harmless once it is fixed.
+# 500 to a GET without Content-Length under gunicorn; an explicit empty body avoids that with
+# http.client (not with wrk, so the Python load generator is used), measures the same path, and is
+# harmless once it is fixed.
 HEADERS = {"Content-Length": "0"}
+
+
+def measure(port: int, path: str, concurrency: int, total: int) -> load.Result:
+    return load.run(port, path, concurrency=concurrency, total=total, headers=HEADERS)
 
 
 def get(port: int, path: str) -> dict[str, object]:
@@ -148,8 +154,8 @@ def main() -> None:
             ("first page, PostgreSQL", ports["database"], first),
             ("page 100 (keyset, PostgreSQL)", ports["cache"], deep),
         ):
-            measure(port, path, args.concurrency, total // 4, HEADERS)  # warm-up
-            results[label] = measure(port, path, args.concurrency, total, HEADERS)
+            measure(port, path, args.concurrency, total // 4)  # warm-up
+            results[label] = measure(port, path, args.concurrency, total)
             print("  " + results[label].line(label))
         cached, direct = results["first page, Redis cache"], results["first page, PostgreSQL"]
         print(
