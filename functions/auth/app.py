@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,35 @@ fn = Function(
     config=AuthConfig,
 )
 OAUTH_RATE = "30/minute"  # sign-in start and callback, per client address
+
+
+def _dev_sign_in_allowed(env: Mapping[str, str]) -> bool:
+    """The development sign-in, decided exactly as the auth function's settings decide it."""
+    from eco2.settings import Settings, SettingsError
+    from functions.auth.devprovider import dev_provider_allowed
+
+    try:
+        return dev_provider_allowed(Settings.from_env(env))
+    except SettingsError:
+        return False  # the functions refuse to start with these settings and say why
+
+
+def _dev_sign_in_env(base_url: str, env: Mapping[str, str]) -> Mapping[str, str]:
+    from functions.auth.devprovider import dev_provider_env
+
+    return dev_provider_env(base_url) if _dev_sign_in_allowed(env) else {}
+
+
+@fn.dev_mount("/dev/oauth", env=_dev_sign_in_env)
+def dev_sign_in(env: Mapping[str, str]) -> object | None:
+    """development sign-in for Kakao/Google/Naver (no real account needed)"""
+    if not _dev_sign_in_allowed(env):
+        return None
+    from functions.auth.devprovider import make_dev_provider
+
+    return make_dev_provider(env=env)
+
+
 REFRESH_HEADER = "X-Refresh-Token"
 
 

@@ -137,8 +137,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not url:
         print("eco2 migrate: set DATABASE_URL or pass --database-url", file=sys.stderr)
         return 2
-    upgrade(url, args.revision)
-    print(f"database at revision {current(url)}")
+    from eco2.migrate import MigrateError
+
+    try:
+        applied = upgrade(url, args.revision)
+        at = current(url)
+    except MigrateError as exc:
+        print(f"eco2 migrate: {exc} (is it running? check DATABASE_URL or --database-url)", file=sys.stderr)
+        return 1
+    for revision in applied:
+        print(f"applied {revision}")
+    print(f"database at revision {at}" + ("" if applied else " (already up to date)"))
     return 0
 
 

@@ -57,13 +57,16 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
     else:
         backends["redis"] = mask_url(env["REDIS_URL"])
     if not env.get("S3_ENDPOINT_URL"):
-        endpoint = embedded_s3(env.setdefault("S3_BUCKET", "eco2-images"))
+        endpoint = embedded_s3(env.setdefault("S3_BUCKET", "eco2-images"), env.get("ALLOWED_ORIGINS", DEFAULT_ORIGINS))
         if endpoint:
             env["S3_ENDPOINT_URL"] = endpoint
             env.setdefault("AWS_ACCESS_KEY_ID", "eco2-dev")
             env.setdefault("AWS_SECRET_ACCESS_KEY", "eco2-dev")
             env.setdefault("AWS_REGION", "us-east-1")
-            backends["s3"] = f"embedded S3 (moto) at {endpoint}, bucket {env['S3_BUCKET']} (nothing kept on exit)"
+            backends["s3"] = (
+                f"embedded S3 (moto) at {endpoint}, bucket {env['S3_BUCKET']}"
+                " (loopback only, no credential checks: for this machine; nothing kept on exit)"
+            )
         else:
             backends["s3"] = "none: set S3_ENDPOINT_URL, or install moto[server] for an embedded one"
     else:
@@ -80,15 +83,8 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
     if env["ECO2_ENV"] == "development":
         env.setdefault("DEV_LOGIN_ENABLED", "true")
     for mount in dev_mounts(root):
-        if mount.env is not None:
-            for key, value in mount.env(base_url).items():
-                env.setdefault(key, value)
-    if _dev_login(env):
-        from functions.auth.devprovider import dev_provider_env
-
-        for key, value in dev_provider_env(base_url).items():
+        for key, value in mount.defaults(base_url, env).items():
             env.setdefault(key, value)
-        backends["oauth"] = f"development sign-in at {base_url}/dev/oauth (no Kakao/Google/Naver account needed)"
     return env, backends
 
 
@@ -105,19 +101,12 @@ def dev_secret(data: Path) -> str:
     return path.read_text().strip()
 
 
-def _dev_login(env: Mapping[str, str]) -> bool:
-    """The development sign-in, decided exactly as the auth function's settings decide it."""
-    from eco2.settings import Settings, SettingsError
-    from functions.auth.devprovider import dev_provider_allowed
+def embedded_s3(bucket: str, origins: str = DEFAULT_ORIGINS) -> str | None:
+    """An in-process S3-compatible server (moto, a dev dependency) with the bucket created.
 
-    try:
-        return dev_provider_allowed(Settings.from_env(env))
-    except SettingsError:
-        return False  # the functions refuse to start with these settings and say why
-
-
-def embedded_s3(bucket: str) -> str | None:
-    """An in-process S3-compatible server (moto, a dev dependency) with the bucket created."""
+    For one's own machine only: it listens on 127.0.0.1, browsers may PUT/GET only from the
+    web app's origins (CORS), and like every moto server it checks no credentials (anyone who can
+    reach the loopback port can write). Real deployments use S3, where uploads need a presigned URL."""
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
@@ -142,7 +131,13 @@ def embedded_s3(bucket: str) -> str | None:
     client.put_bucket_cors(
         Bucket=bucket,
         CORSConfiguration={
-            "CORSRules": [{"AllowedMethods": ["PUT", "GET"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}]
+            "CORSRules": [
+                {
+                    "AllowedMethods": ["PUT", "GET"],
+                    "AllowedOrigins": [o.strip() for o in origins.split(",") if o.strip()],
+                    "AllowedHeaders": ["*"],
+                }
+            ]
         },
     )
     return endpoint
@@ -164,6 +159,7 @@ class Gateway:
     broker: Any = None
     # exact paths inside another function's prefix (func.yaml `routes`), matched before every prefix
     paths: list[tuple[str, str, WSGIApplication]] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # what each development stand-in is
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -288,16 +284,14 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
             routes.append((prefix, spec.name, app))
     routes.sort(key=lambda r: -len(r[0]))
     extra: dict[str, WSGIApplication] = {}
-    if _dev_login(env):
-        from functions.auth.devprovider import make_dev_provider
-
-        extra["/dev/oauth"] = make_dev_provider()
+    notes: dict[str, str] = {}
     for mount in dev_mounts(root, only):
         mounted = mount.factory(env)
         if mounted is not None:
             extra[mount.prefix] = mounted
+            notes[mount.prefix] = mount.note
     origins = frozenset(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
-    return Gateway(routes, runtimes, extra, apps, origins, paths=paths)
+    return Gateway(routes, runtimes, extra, apps, origins, paths=paths, notes=notes)
 
 
 def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) -> None:
@@ -325,10 +319,13 @@ def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) ->
 
     event_url = f"http://127.0.0.1:{events.server_port}"
     gateway.broker = make_broker(funcyaml.load(root / "func.yaml"), env, gateway=event_url)
-    out(f"eco2 dev: listening on http://{host}:{server.server_port}")
+    server_url = f"http://{host}:{server.server_port}"
+    out(f"eco2 dev: listening on {server_url}")
     for name, description in backends.items():
         out(f"  {name:<9} {description}")
     out(f"  {'events':<9} delivered on {event_url}/_functions/<name>/ (loopback only; never via the gateway)")
+    for prefix in sorted(gateway.extra):
+        out(f"  {'stand-in':<9} {server_url}{prefix} ({gateway.notes.get(prefix, 'development only')})")
     for prefix, name, _ in sorted(gateway.routes) + sorted(gateway.paths):
         out(f"  {prefix:<22} -> {name}")
     sys.stdout.flush()

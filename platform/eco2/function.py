@@ -61,7 +61,20 @@ class EventHandler:
 class DevMount:
     prefix: str
     factory: Callable[[Mapping[str, str]], Any]
-    env: Callable[[str], Mapping[str, str]] | None = None
+    env: Callable[..., Mapping[str, str]] | None = None  # (base_url) or (base_url, environment)
+
+    @property
+    def note(self) -> str:
+        """What the stand-in is: the first line of its factory's docstring."""
+        return (self.factory.__doc__ or "development only").strip().splitlines()[0]
+
+    def defaults(self, base_url: str, environment: Mapping[str, str]) -> Mapping[str, str]:
+        if self.env is None:
+            return {}
+        import inspect
+
+        wants_environment = len(inspect.signature(self.env).parameters) >= 2
+        return self.env(base_url, environment) if wants_environment else self.env(base_url)
 
 
 def _compile(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
@@ -192,12 +205,13 @@ class Function:
         return hook
 
     def dev_mount(
-        self, prefix: str, *, env: Callable[[str], Mapping[str, str]] | None = None
+        self, prefix: str, *, env: Callable[..., Mapping[str, str]] | None = None
     ) -> Callable[[Callable[[Mapping[str, str]], Any]], Any]:
         """Declare a development-only WSGI app that `eco2 dev` mounts at `prefix`: a local stand-in
-        for an outside service. `env(base_url)` gives defaults for the environment every function
-        gets (e.g. the stand-in's URL); the factory gets the final environment and returns the app,
-        or None to decline. Nothing here runs outside `eco2 dev`."""
+        for an outside service. `env(base_url)` or `env(base_url, environment)` gives defaults for
+        the environment every function gets (e.g. the stand-in's URL); the factory gets the final
+        environment and returns the app, or None to decline (its docstring's first line is shown
+        in the banner). Nothing here runs outside `eco2 dev`."""
 
         def register(factory: Callable[[Mapping[str, str]], Any]) -> Any:
             self.dev_mounts.append(DevMount(prefix, factory, env))
