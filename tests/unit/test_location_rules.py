@@ -209,3 +209,19 @@ def test_the_public_holiday_file_is_what_the_holidays_package_says() -> None:
     )  # 한글날; 개천절 (a Saturday) moved to Monday
     assert date(2026, 10, 14) not in expected
     assert min(expected).year == HOLIDAY_YEARS.start and max(expected).year == HOLIDAY_YEARS.stop - 1
+
+
+def test_the_data_file_is_what_build_data_makes_from_the_reference_data() -> None:
+    import csv
+    from pathlib import Path
+
+    from functions.location.build_data import OUT, build
+
+    reference = Path(__file__).resolve().parents[3] / "shared" / "reference-data" / "collection-points.csv.gz"
+    if not reference.exists():
+        pytest.skip(f"the shared reference data is not beside this checkout ({reference})")
+    with OUT.open(encoding="utf-8", newline="") as fh:
+        committed = list(csv.DictReader(fh))
+    built = build(reference)
+    assert built == committed
+    assert len(built) == 760 and sum(1 for r in built if r["coordinates"] == "map") == 150
