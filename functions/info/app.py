@@ -106,6 +106,7 @@ def collect_news(ctx: Context, event: Event[NewsCollectionScheduled]) -> None:
             list(event.data.categories),
             fetcher,
             workers=config.news_thumbnail_workers,
+            thumbnail_seconds=config.news_thumbnails_seconds,
         )
     ctx.db.commit()  # the articles (and this delivery's dedupe record) first, then the cache moves on
     if report.added:

@@ -30,6 +30,8 @@ class InfoConfig(BaseModel):
     news_thumbnail_timeout: float = Field(default=3.0, gt=0, le=30)
     news_thumbnail_max_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
     news_thumbnail_workers: int = Field(default=8, ge=1, le=32)
+    # all thumbnails of a run together (the delivery must finish well inside its timeout)
+    news_thumbnails_seconds: float = Field(default=20.0, gt=0, le=120)
     # explicit opt-in networks for the SSRF-safe fetcher (tests and local stand-ins only)
     news_fetch_allow_networks: str = ""
     news_cache_ttl: int = Field(default=600, ge=1)

@@ -254,6 +254,7 @@ def collect(
     fetcher: Fetcher,
     *,
     workers: int = 8,
+    thumbnail_seconds: float = 20.0,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> CollectionReport:
     """One collection run: every source (one failing never stops the others), dedupe by canonical
@@ -287,12 +288,7 @@ def collect(
         by_source[batch[key].source].duplicates += 1
     needing = [c for c in fresh if c.thumbnail_url is None]
     if needing:
-        from functions.info.thumbnails import thumbnail
-
-        with ThreadPoolExecutor(max_workers=min(workers, len(needing))) as pool:
-            images = dict(
-                zip((c.url_key for c in needing), pool.map(lambda c: thumbnail(fetcher, c.url), needing), strict=True)
-            )
+        images = thumbnails_within(fetcher, needing, workers, thumbnail_seconds)
         fresh = [c if c.thumbnail_url else _with_thumbnail(c, images.get(c.url_key)) for c in fresh]
     collected_at = now()
     for candidate in sorted(fresh, key=lambda c: c.published_at):
@@ -309,6 +305,22 @@ def collect(
         sources=reports,
         added=sum(rep.added for rep in reports),
     )
+
+
+def thumbnails_within(
+    fetcher: Fetcher, candidates: list[norm.Candidate], workers: int, seconds: float
+) -> dict[str, str | None]:
+    """og:image of each candidate's page, fetched `workers` at a time; whatever is not known after
+    `seconds` stays empty, so a run of slow pages cannot hold the delivery past its timeout."""
+    from concurrent.futures import wait
+
+    from functions.info.thumbnails import thumbnail
+
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(candidates)), thread_name_prefix="og-image")
+    futures = {pool.submit(thumbnail, fetcher, c.url): c.url_key for c in candidates}
+    done, _late = wait(futures, timeout=seconds)
+    pool.shutdown(wait=False, cancel_futures=True)  # started fetches end within the fetcher's own bound
+    return {futures[f]: f.result() if f.exception() is None else None for f in done}
 
 
 def _with_thumbnail(candidate: norm.Candidate, url: str | None) -> norm.Candidate:
