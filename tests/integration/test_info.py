@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -400,6 +401,21 @@ def test_without_the_allow_list_no_local_page_is_fetched(
     thumbnails = {a["title"]: a["thumbnail_url"] for a in all_pages(client, 50)}
     assert thumbnails['분리배출 "제대로" 하는 법'] is None
     assert thumbnails["자원순환 센터 문 열어"] == "https://econews.example/center.jpg"
+
+
+def test_slow_pages_cannot_hold_a_collection_run(function_client: Make, r: redis_lib.Redis, news: NewsServer) -> None:
+    """Twenty pages that trickle for 30 s each: the run stops waiting for thumbnails after
+    NEWS_THUMBNAILS_SECONDS and stores the articles without them."""
+    news.naver.items["분리배출"] = [
+        naver_item(f"느린 페이지 {i}", f"{news.base_url}/slow?i={i}", "Tue, 01 Dec 2026 09:00:00 +0900")
+        for i in range(20)
+    ]
+    client = info(function_client, **news.env(), NEWS_THUMBNAIL_TIMEOUT="10", NEWS_THUMBNAILS_SECONDS="1")
+    started = time.monotonic()
+    report = collect(client, r)
+    assert time.monotonic() - started < 5
+    assert by_source(report)["naver"]["added"] == 20 and by_source(report)["naver"]["thumbnails"] == 0
+    assert all(a["thumbnail_url"] is None for a in all_pages(client, 50))
 
 
 def test_no_source_configured(function_client: Make, r: redis_lib.Redis) -> None:
