@@ -46,6 +46,7 @@ def _hub(ctx: AsyncContext) -> service.Hub:
             queue_limit=config.streams_queue_limit,
         )
         ctx.state["hub"] = hub
+        ctx.runtime.stopping.append(hub.end_all)  # SIGTERM: every stream ends, the browsers resume elsewhere
         _gauges(ctx, hub)
     return hub
 

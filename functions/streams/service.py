@@ -121,6 +121,10 @@ class Subscription:
     queue: asyncio.Queue[tuple[str, Fields] | None] = field(default_factory=asyncio.Queue)
     overflowed: bool = False
 
+    def end(self) -> None:
+        """End the stream now (the process is stopping): the browser resumes elsewhere."""
+        self.queue.put_nowait(None)
+
     def push(self, entry_id: str, fields: Fields) -> None:
         if self.overflowed:
             return
@@ -175,6 +179,11 @@ class Hub:
         if not subs:
             del self.subscribers[sub.key]
             self.cursors.pop(sub.key, None)
+
+    def end_all(self) -> None:
+        for subs in list(self.subscribers.values()):
+            for sub in list(subs):
+                sub.end()
 
     @property
     def streams(self) -> int:
@@ -389,7 +398,7 @@ async def frames(
             else:
                 item = sub.queue.get_nowait()
             if item is None:
-                reason = "slow client"
+                reason = "slow client" if sub.overflowed else "shutdown"
                 return
             entry_id, fields = item
             if parse_id(entry_id) <= parse_id(position):

@@ -259,7 +259,9 @@ class AsyncRuntime:
         self._origins = frozenset(settings.allowed_origins)
         self._openapi: bytes | None = None
         self._started = False
+        self._watching = False
         self.closers: list[Callable[[], None]] = []
+        self.stopping: list[Callable[[], None]] = []  # called in the loop when SIGTERM arrives
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -284,7 +286,36 @@ class AsyncRuntime:
         await self.clients.aclose()
 
     # -- the target -----------------------------------------------------------------------------
+    def _watch_sigterm(self) -> None:
+        """Once, inside the serving loop: on SIGTERM call the `stopping` callbacks first (open
+        streams end now, so their browsers reconnect to another pod), then the server's own handler
+        (uvicorn stops accepting and drains). Only where the loop runs in the main thread."""
+        self._watching = True
+        if threading.current_thread() is not threading.main_thread():
+            return
+        import signal
+
+        loop = asyncio.get_running_loop()
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            loop.call_soon_threadsafe(self._stop)
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    def _stop(self) -> None:
+        log.info("stopping: ending open streams")
+        for callback in list(self.stopping):
+            try:
+                callback()
+            except Exception:
+                log.exception("a stop callback failed")
+
     async def handle(self, request: Request) -> Response:
+        if not self._watching:
+            self._watch_sigterm()
         started = time.perf_counter()
         request_id = self._request_id(request)
         # each request runs in its own task: these stay set for the whole response, stream included

@@ -414,6 +414,52 @@ def test_many_streams_share_a_bounded_number_of_redis_connections(
         stream.close()
 
 
+def test_streams_joining_while_tokens_flow_lose_and_repeat_nothing(
+    start: Callable[..., Streams], store: redis.Redis
+) -> None:
+    """Subscribe-then-catch-up: streams opened (fresh, or resuming from an id) while a writer
+    appends every few ms each see every token after their start exactly once, in order."""
+    streams = start(STREAMS_PER_USER="20")
+    user, token = streams.token()
+    job = chat_job(store, user, ["t1 "])
+    jobs = ChatJobs(store)
+    written: list[str] = []
+
+    def write() -> None:
+        writer = redis.Redis(connection_pool=store.connection_pool)
+        for seq in range(2, 302):
+            written.append(ChatJobs(writer).token(job, f"t{seq} ", seq))
+            time.sleep(0.003)
+        finish_chat(writer, job, "")
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    opened = []
+    for i in range(12):
+        time.sleep(0.07)
+        resume = written[len(written) // 2] if i % 2 and written else None
+        headers = {"Last_Event_ID": resume} if resume else {}
+        opened.append((resume, streams.open(f"/api/v1/chat/{job}/events", token, **headers)))
+    thread.join()
+    entries = {e.id: e for e in jobs.entries(job)}
+    order = [e.id for e in jobs.entries(job)]
+    for resume, stream in opened:
+        assert stream.status == 200
+        events = stream.rest(timeout=10)
+        assert events[-1]["event"] == "done"
+        tokens = [e for e in events if e["event"] == "token"]
+        ids = [e["id"] for e in events if e["event"] in ("token", "done")]
+        if resume is None:
+            recovery = events[0]
+            assert recovery["event"] == "token_recovery"
+            first = recovery["data"]["last_seq"] + 1
+            assert ids == order[order.index(recovery["id"]) + 1 :]
+        else:
+            first = entries[resume].json()["seq"] + 1
+            assert ids == order[order.index(resume) + 1 :]
+        assert [t["data"]["seq"] for t in tokens] == list(range(first, 302))
+
+
 def test_health_metrics_cors_preflight_and_openapi(start: Callable[..., Streams]) -> None:
     streams = start()
     ready = streams.get("/health/readiness")
@@ -519,3 +565,57 @@ def test_scan_fallback_closes_finished_jobs_and_revoked_sessions(
     finally:
         scan_service.KEEPALIVE_SECONDS = original
     assert time.monotonic() - started < 6
+
+
+def test_sigterm_ends_open_streams_at_once_and_the_container_exits(
+    base_env: dict[str, str], store: redis.Redis, tmp_path: Any
+) -> None:
+    """The container contract: on SIGTERM (Knative scaling down) every open stream ends cleanly
+    right away (the browser resumes with Last-Event-ID on another pod) and the process exits."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from eco2.settings import Settings
+    from eco2.tokens import TokenCodec
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {**os.environ, **base_env, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1"}
+    env["PYTHONPATH"] = f"{ROOT / 'platform'}:{ROOT}"
+    log = (tmp_path / "streams.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "eco2.server", "functions/streams/main.py"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn.request("GET", "/health/readiness")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "streams.log").read_text()
+            time.sleep(0.1)
+        user = str(uuid.uuid4())
+        token = TokenCodec(Settings.from_env(base_env)).issue(user, "access", "kakao").token
+        job = chat_job(store, user, ["하나 "])
+        stream = SSE(port, f"/api/v1/chat/{job}/events", {"Cookie": f"s_access={token}"})
+        assert stream.status == 200 and stream.next()["event"] == "token_recovery"  # type: ignore[index]
+        ChatJobs(store).token(job, "둘 ", 2)
+        assert stream.next(timeout=3)["data"]["seq"] == 2  # type: ignore[index]
+        stopped = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert stream.rest(timeout=5) == []  # ended cleanly (the chunked body was closed), not cut off
+        assert time.monotonic() - stopped < 3
+        server.wait(15)
+        assert time.monotonic() - stopped < 10
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(5)
