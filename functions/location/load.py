@@ -35,7 +35,7 @@ class Rules:
 
     @property
     def store_categories(self) -> tuple[str, ...]:
-        return (*(c for c, _ in self.store), self.default_store)
+        return tuple(dict.fromkeys((*(c for c, _ in self.store), self.default_store)))
 
     @property
     def pickup_categories(self) -> tuple[str, ...]:
