@@ -73,7 +73,8 @@ DEV_KEY = "eco2-dev-kakao-local"
     },
 )
 def kakao_local_standin(env: Mapping[str, str]) -> Any:
-    """`eco2 dev`'s stand-in for Kakao Local keyword search (only while the dev key is in use)."""
+    """`eco2 dev`'s stand-in for Kakao Local keyword search, while the dev key is in use. To use the
+    real service in `eco2 dev`, set both KAKAO_REST_API_KEY and KAKAO_LOCAL_BASE_URL."""
     if env.get("KAKAO_REST_API_KEY") != DEV_KEY:
         return None
     from functions.location.devplaces import KakaoLocalStandIn
