@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from eco2.events.message import InvalidMessage, Message
+
 log = logging.getLogger("eco2.broker")
 RETRYABLE_4XX = frozenset({404, 409, 429})
 
@@ -63,36 +65,25 @@ class TriggerSpec:
 
 
 @dataclass
-class Message:
-    """A CloudEvent as the broker carries it: attributes (incl. extensions) and the raw data."""
-
-    attributes: dict[str, str]
-    data: bytes
-    content_type: str = "application/json"
-
-    def http_headers(self) -> dict[str, str]:
-        """Binary mode: attributes as ce- headers; datacontenttype is the Content-Type header."""
-        headers = {f"ce-{k}": str(v) for k, v in self.attributes.items() if k != "datacontenttype"}
-        headers["Content-Type"] = self.content_type
-        return headers
-
-    @classmethod
-    def from_http(cls, headers: Mapping[str, str], body: bytes) -> Message | None:
-        attrs = {k[3:].lower(): v for k, v in headers.items() if k.lower().startswith("ce-")}
-        attrs.pop("datacontenttype", None)
-        if not all(attrs.get(k) for k in ("specversion", "id", "source", "type")):
-            return None
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
-        return cls(attrs, body, content_type)
-
-
-@dataclass
 class Outcome:
     status: Literal["delivered", "dead-lettered", "dropped"]
     attempts: int
     code: int | None
     reply: Message | None = None
     dead_letter: Message | None = None
+
+
+def _reply(headers: Mapping[str, str], content: bytes) -> Message | None:
+    """The CloudEvent a subscriber answered with, if any (a plain 2xx body is not one)."""
+    if not any(k.lower() == "ce-specversion" for k in headers) and not any(
+        k.lower() == "content-type" and v.startswith("application/cloudevents") for k, v in headers.items()
+    ):
+        return None
+    try:
+        return Message.from_http(headers, content)
+    except InvalidMessage:
+        log.warning("reply is not a valid CloudEvent; dropped")
+        return None
 
 
 class _Connections:
@@ -172,8 +163,7 @@ class Deliverer:
                 continue
             body = content[:1024]
             if 200 <= code < 300:
-                reply = Message.from_http(headers, content)
-                return Outcome("delivered", attempts, code, reply=reply)
+                return Outcome("delivered", attempts, code, reply=_reply(headers, content))
             if 400 <= code < 500 and code not in RETRYABLE_4XX:
                 break
             log.warning("delivery refused", extra={"trigger": self.trigger.name, "attempt": attempts, "code": code})

@@ -7,7 +7,8 @@ import queue
 import threading
 from collections.abc import Iterable
 
-from eventing.delivery import Deliverer, Message, TriggerSpec
+from eco2.events.message import Message
+from eventing.delivery import Deliverer, TriggerSpec
 
 _lock = threading.Lock()
 _brokers: dict[str, MemoryBroker] = {}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, Uuid, select
 
-from eventing.delivery import Message
+from eco2.events.message import Message
 from eventing.publisher import Publisher
 
 if TYPE_CHECKING:

@@ -7,14 +7,9 @@
 
 from __future__ import annotations
 
-import json
-import uuid
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pydantic import BaseModel
-
-from eventing.delivery import Message
+from eco2.events.message import Message
 
 if TYPE_CHECKING:
     from eco2.settings import Settings
@@ -30,31 +25,6 @@ class Publisher(Protocol):
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-def make_message(
-    event_type: str,
-    data: Any,
-    *,
-    source: str,
-    event_id: str | None = None,
-    subject: str | None = None,
-    time: str | None = None,
-    extensions: dict[str, str] | None = None,
-) -> Message:
-    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
-    attributes = {
-        "specversion": "1.0",
-        "id": event_id or uuid.uuid4().hex,
-        "source": source,
-        "type": event_type,
-        "time": time or datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-    }
-    if subject:
-        attributes["subject"] = subject
-    attributes.update(extensions or {})
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return Message(attributes, body)
 
 
 class HttpPublisher:

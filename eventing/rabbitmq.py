@@ -29,7 +29,8 @@ from typing import Any
 import pika
 from pika.exceptions import AMQPError
 
-from eventing.delivery import Deliverer, Message, TriggerSpec
+from eco2.events.message import Message
+from eventing.delivery import Deliverer, TriggerSpec
 
 log = logging.getLogger("eco2.broker")
 DEAD_LETTER_TRIGGER_HEADER = "x-eco2-trigger"
@@ -70,7 +71,8 @@ def declare(channel: Any, names: Names, triggers: Iterable[TriggerSpec] = ()) ->
 
 
 def to_amqp(message: Message) -> tuple[pika.BasicProperties, bytes]:
-    headers: dict[str, Any] = dict(message.attributes)
+    """eventing-rabbitmq's encoding (eco2.events.message): attributes as unprefixed headers."""
+    headers: dict[str, Any] = dict(message.to_amqp_headers())
     props = pika.BasicProperties(
         content_type=message.content_type, delivery_mode=2, headers=headers, message_id=message.attributes.get("id")
     )
@@ -78,11 +80,7 @@ def to_amqp(message: Message) -> tuple[pika.BasicProperties, bytes]:
 
 
 def from_amqp(props: pika.BasicProperties, body: bytes) -> Message:
-    headers = props.headers or {}
-    attributes = {
-        k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in headers.items() if not k.startswith("x-")
-    }
-    return Message(attributes, body, props.content_type or "application/json")
+    return Message.from_amqp_headers(props.headers or {}, body, props.content_type)
 
 
 class _Channel:

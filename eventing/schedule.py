@@ -15,9 +15,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from eco2.ce import PING_TYPE, PING_TYPE_EXTENSION
+from eco2.events.message import Message, make_message
 from eco2.funcyaml import FuncYaml, Schedule, check_cron
-from eventing.delivery import Message
-from eventing.publisher import make_message
 from eventing.triggers import schedule_filters
 
 log = logging.getLogger("eco2.schedule")

@@ -98,9 +98,9 @@ class Context:
     def publish(self, event_type: str, data: Any, *, subject: str | None = None, event_id: str | None = None) -> str:
         """Send a CloudEvent; returns its id. With a database the event joins this unit of work
         (transactional outbox: sent after commit, never if rolled back); without one it is sent now."""
+        from eco2.events.message import make_message
         from eventing.catalogue import CATALOGUE
         from eventing.outbox import add
-        from eventing.publisher import make_message
 
         spec = CATALOGUE.get(event_type)
         if spec is not None:

@@ -73,7 +73,7 @@ def load_source(source: Path, root: Path, env: Mapping[str, str] | None = None) 
     if is_asgi(app):  # an async function (eco2.aio): functions-framework built a Starlette app
         return app, runtime
     app.config["MAX_CONTENT_LENGTH"] = None  # bounded below, before Flask reads anything
-    app.wsgi_app = BodyLimit(app.wsgi_app, runtime.body_cap())  # type: ignore[method-assign]
+    app.wsgi_app = BodyLimit(app.wsgi_app, runtime.body_cap())
     return app, runtime
 
 

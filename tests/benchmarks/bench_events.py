@@ -22,8 +22,8 @@ import redis as redis_lib
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_framework import free_port, stop, wait_ready
 
+from eco2.events.message import make_message
 from eventing.delivery import DeliverySpec, TriggerSpec
-from eventing.publisher import make_message
 from eventing.rabbitmq import AmqpPublisher, Names, RabbitBroker
 
 HERE = Path(__file__).resolve().parent

@@ -19,8 +19,8 @@ import redis as redis_lib
 import requests
 
 from eco2 import funcyaml
-from eventing.delivery import DeliverySpec, Message, TriggerSpec
-from eventing.publisher import make_message
+from eco2.events.message import Message, make_message
+from eventing.delivery import DeliverySpec, TriggerSpec
 from eventing.rabbitmq import AmqpPublisher, Names, RabbitBroker
 from eventing.triggers import trigger_name, triggers
 from tests.support.servers import Served, serve_function

@@ -15,9 +15,9 @@ import pika
 import pytest
 
 from eco2.db import Database
+from eco2.events.message import make_message
 from eventing import outbox
 from eventing.catalogue import USER_DELETED
-from eventing.publisher import make_message
 from eventing.rabbitmq import AmqpPublisher, Names
 
 RABBIT = os.environ.get("ECO2_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -58,7 +58,7 @@ def test_killed_between_commit_and_publish_is_delivered_later(clean_db: str, tap
         import os
         from eco2.db import Database
         from eventing import outbox
-        from eventing.publisher import make_message
+        from eco2.events.message import make_message
         db = Database({clean_db!r})
         with db.session() as s:
             outbox.add(s, make_message({USER_DELETED!r}, {{"user_id": "u-crash"}}, source="/eco2/users",
