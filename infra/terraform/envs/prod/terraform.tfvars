@@ -20,3 +20,6 @@ api_domain         = "api.eco2.example"
 images_domain      = "images.eco2.example"
 images_bucket_name = "eco2-prod-images-replace-account-id"
 app_origins        = ["https://eco2.example", "https://www.eco2.example"]
+
+# Atlantis runs in this cluster, on the workers: they may assume its role (envs/bootstrap/atlantis.tf)
+addons_assume_roles = ["eco2-atlantis"]

@@ -84,3 +84,9 @@ variable "api_record_enabled" {
   type        = bool
   default     = false
 }
+
+variable "addons_assume_roles" {
+  description = "IAM roles the worker nodes may assume: eco2-atlantis where Atlantis runs (prod)."
+  type        = list(string)
+  default     = []
+}

@@ -63,6 +63,7 @@ module "iam" {
   source            = "../iam"
   name              = local.name
   images_bucket_arn = module.images.bucket_arn
+  assume_roles      = var.addons_assume_roles
   tags              = local.tags
 }
 

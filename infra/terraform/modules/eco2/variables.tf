@@ -88,3 +88,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "addons_assume_roles" {
+  description = "IAM roles the worker nodes may assume (prod: eco2-atlantis)."
+  type        = list(string)
+  default     = []
+}

@@ -61,6 +61,33 @@ resource "aws_iam_role_policy_attachment" "ssm" {
   policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
+# Roles the worker nodes may assume (envs/prod: eco2-atlantis, the role Atlantis runs Terraform with;
+# envs/bootstrap defines it and trusts only this env's addons role).
+data "aws_caller_identity" "current" {}
+
+data "aws_iam_policy_document" "assume_roles" {
+  count = length(var.assume_roles) > 0 ? 1 : 0
+  statement {
+    sid       = "AssumeNamedRoles"
+    actions   = ["sts:AssumeRole"]
+    resources = [for r in var.assume_roles : "arn:aws:iam::${data.aws_caller_identity.current.account_id}:role/${r}"]
+  }
+}
+
+resource "aws_iam_policy" "assume_roles" {
+  count       = length(var.assume_roles) > 0 ? 1 : 0
+  name        = "${var.name}-addons-assume-roles"
+  description = "Eco2 worker nodes: assume ${join(", ", var.assume_roles)}"
+  policy      = data.aws_iam_policy_document.assume_roles[0].json
+  tags        = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "assume_roles" {
+  count      = length(var.assume_roles) > 0 ? 1 : 0
+  role       = aws_iam_role.node["addons"].name
+  policy_arn = aws_iam_policy.assume_roles[0].arn
+}
+
 resource "aws_iam_role_policy_attachment" "extra" {
   for_each   = local.attachments
   role       = aws_iam_role.node[each.value.profile].name

@@ -13,3 +13,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "assume_roles" {
+  description = "Names of IAM roles (this account) the worker nodes may assume, e.g. eco2-atlantis in prod."
+  type        = list(string)
+  default     = []
+}

@@ -106,6 +106,7 @@ resource "aws_vpc_security_group_ingress_rule" "ssh" {
 # Ansible reaches the 13 private nodes with ProxyJump through the control plane: that second hop
 # starts at the control plane's private address, which the admin-range rule above does not cover.
 resource "aws_vpc_security_group_ingress_rule" "ssh_from_control_plane" {
+  #checkov:skip=CKV_AWS_24:The source is the control plane's security group (referenced_security_group_id), not 0.0.0.0/0; checkov reads a rule without a CIDR as open.
   security_group_id            = aws_security_group.nodes.id
   description                  = "SSH from the control plane (Ansible ProxyJump)"
   referenced_security_group_id = aws_security_group.control_plane.id
