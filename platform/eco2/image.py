@@ -177,7 +177,12 @@ def precompile(tree: Path, in_image: str) -> None:
 
 # -- the deps layer ---------------------------------------------------------------------------------
 def deps_key(lock: locks.Lock) -> str:
-    material = f"{FORMAT}\n{locks.PYTHON_VERSION}\n{locks.PIP_PLATFORMS}\n{sys.version_info[:2]}\n{lock.text}"
+    from importlib.metadata import version
+
+    # what decides the layer's bytes: the pins, the target, and the installer and compiler versions
+    material = "\n".join(
+        (FORMAT, locks.PYTHON_VERSION, repr(locks.PIP_PLATFORMS), sys.version, version("pip"), lock.text)
+    )
     return hashlib.sha256(material.encode()).hexdigest()
 
 
