@@ -100,7 +100,19 @@ def cached_head(
     session = session_factory()
     head = store.page(session, category, None, HEAD + 1)
     r.set(key, json.dumps(head, ensure_ascii=False, separators=(",", ":")), ex=ttl)
+    # where the head ends: a cursor at or past it goes to PostgreSQL without reading the head
+    edge = "complete" if len(head) <= HEAD else encode_cursor(head[-1])
+    r.set(_edge_key(generation, category), edge, ex=ttl)
     return head, False
+
+
+def _edge_key(generation: str, category: str | None) -> str:
+    return f"info:news:edge:{generation}:{category or 'all'}"
+
+
+def _past_the_head(r: redis.Redis, generation: str, category: str | None, position: store.Position) -> bool:
+    edge = r.get(_edge_key(generation, category))
+    return edge is not None and edge != "complete" and position <= decode_cursor(str(edge))
 
 
 def _render(window: list[dict[str, Any]], limit: int, category: str | None, served: str) -> str:
@@ -142,6 +154,8 @@ def news_page(r: redis.Redis, session_factory: Callable[[], Session], config: In
         rendered = r.get(page_key)
         if rendered is not None:
             return str(rendered)
+    elif _past_the_head(r, generation, category, position):
+        return _render(store.page(session_factory(), category, position, limit + 1), limit, category, "database")
     head, hit = cached_head(r, session_factory, category, config.news_cache_ttl, generation)
     rest = _after(head, position)
     if len(rest) > limit or len(head) <= HEAD:  # inside the head, or the head is the whole category

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, select, tuple_
 from sqlalchemy.orm import Session
 
 from functions.common.models import UTCDateTime
@@ -70,7 +70,8 @@ def page(session: Session, category: str | None, after: Position | None, count: 
         query = query.where(t.category == category)
     if after is not None:
         published, seq = after
-        query = query.where((t.published_at < published) | ((t.published_at == published) & (t.seq < seq)))
+        # a row comparison: PostgreSQL reads it as one range of the (published_at, seq) index
+        query = query.where(tuple_(t.published_at, t.seq) < tuple_(published, seq))
     query = query.order_by(t.published_at.desc(), t.seq.desc()).limit(count)
     return [as_article(row) for row in session.execute(query)]
 
