@@ -190,9 +190,12 @@ class Fetcher:
         if not host:
             raise FetchRefused("the URL has no host")
         try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise FetchRefused("the host name is not valid") from None
+            ipaddress.ip_address(host)  # a literal address is checked as it is
+        except ValueError:
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise FetchRefused("the host name is not valid") from None
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return scheme, host, port or (443 if scheme == "https" else 80), target
 

@@ -96,6 +96,26 @@ def test_a_local_server_is_refused_by_default(web: NewsServer) -> None:
     assert "hello" not in web.page_hits  # refused before connecting
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://0x7f000001/",  # 127.0.0.1 spelled in hex: resolved by the system, then refused
+        "http://2130706433/",  # and as one decimal number
+        "http://169.254.169.254./latest/",  # a trailing dot
+    ],
+)
+def test_literal_and_odd_spellings_of_forbidden_addresses(url: str) -> None:
+    with pytest.raises(FetchRefused):
+        Fetcher(allow_networks=["0.0.0.0/0", "::/0"] if "169.254" in url or "ec2" in url else ()).get(url)
+
+
+def test_a_public_ipv6_literal_is_a_valid_url() -> None:
+    assert Fetcher().check_url("https://[2606:4700:4700::1111]/dns") == ("https", "2606:4700:4700::1111", 443, "/dns")
+
+
 def test_fetches_from_an_explicitly_allowed_network(web: NewsServer) -> None:
     page = Fetcher(allow_networks=LOCAL).get(f"{web.base_url}/pages/hello")
     assert page.status == 200 and page.content_type == "text/html"
