@@ -100,7 +100,7 @@ class BodyLimit:
         if not length and environ.get("wsgi.input_terminated"):
             from werkzeug.wsgi import LimitedStream
 
-            environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], self.cap + 1)
+            environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], self.cap + 1, is_max=True)
         return self.app(environ, start_response)
 
 
