@@ -4,6 +4,8 @@ forbidden addresses (issue 9, item 6)."""
 from __future__ import annotations
 
 import ipaddress
+import ssl
+import threading
 import time
 from collections.abc import Iterator
 
@@ -158,6 +160,62 @@ def test_connects_to_the_checked_address_without_a_second_lookup(web: NewsServer
     )
     assert page.status == 200 and b"hello" in page.body
     assert calls == ["pinned.test"]
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """A local HTTPS server whose certificate names only `pinned.test` (self-signed, made here)."""
+    import subprocess
+
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Response
+
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=pinned.test",
+            "-addext",
+            "subjectAltName=DNS:pinned.test",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+    server = make_server("127.0.0.1", 0, Response("secure hello"), ssl_context=served)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    trusting = ssl.create_default_context(cafile=str(cert))
+    yield server.server_port, trusting
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_to_the_checked_address_verifies_the_certificate_for_the_name(
+    tls_server: tuple[int, ssl.SSLContext],
+) -> None:
+    port, trusting = tls_server
+    fetcher = Fetcher(resolver=lambda host, _port: ["127.0.0.1"], allow_networks=LOCAL, tls=trusting)
+    page = fetcher.get(f"https://pinned.test:{port}/")
+    assert page.status == 200 and page.body == b"secure hello"
+    with pytest.raises(FetchFailed):  # the same address under another name: the certificate does not match
+        fetcher.get(f"https://other.test:{port}/")
+    with pytest.raises(FetchFailed):  # and with the system's trust store the self-signed one is refused
+        Fetcher(resolver=lambda host, _port: ["127.0.0.1"], allow_networks=LOCAL).get(f"https://pinned.test:{port}/")
 
 
 def test_every_redirect_is_checked_again(web: NewsServer) -> None:
