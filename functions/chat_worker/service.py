@@ -113,7 +113,10 @@ def _run(
 ) -> Stored | None:
     job_id = request.job_id
     jobs.set_status(job_id, "streaming")
-    chat = session.get(Conversation, uuid.UUID(request.chat_id))
+    try:
+        chat = session.get(Conversation, uuid.UUID(request.chat_id))
+    except ValueError:  # not an id chat gives out: answering cannot succeed, retrying neither
+        chat = None
     if chat is None or str(chat.user_id) != request.user_id:
         _fail(jobs, job_id, "CHAT_NOT_FOUND", "대화를 찾을 수 없어요.")
         return None

@@ -697,3 +697,19 @@ def test_deleting_the_account_takes_the_conversations(
         left = conn.execute("SELECT count(*) FROM chat_messages").fetchone()
         chats = conn.execute("SELECT count(*) FROM chat_conversations").fetchone()
     assert left == (0,) and chats == (0,)
+
+
+def test_the_worker_never_writes_into_another_users_chat(
+    chat: FunctionClient, worker: FunctionClient, sink: EventSink, llm: LLMServer
+) -> None:
+    _, mine = new_user(chat)
+    _, theirs = new_user(chat)
+    my_chat = new_chat(chat, mine)
+    job = send(chat, theirs, new_chat(chat, theirs), message="종이컵은?")["job_id"]
+    event = requested(sink, job)
+    forged = {**event["data"], "chat_id": my_chat}  # their job aimed at my conversation
+    reply = worker.cloudevent(CHAT_REQUESTED, forged, source=event["attributes"]["source"])
+    assert reply.status_code == 200 and "ce-type" not in reply.headers
+    assert llm.calls("chat") == 0
+    assert chat.get(f"/api/v1/chat/{my_chat}", headers=mine).json["messages"] == []
+    assert sse(chat, job, theirs)[-1]["data"]["error"] == "CHAT_NOT_FOUND"
