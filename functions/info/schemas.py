@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 NewsCategory = Literal["environment", "energy", "ai"]
 
@@ -32,12 +32,29 @@ class InfoConfig(BaseModel):
     news_thumbnail_workers: int = Field(default=8, ge=1, le=32)
     # all thumbnails of a run together (the delivery must finish well inside its timeout)
     news_thumbnails_seconds: float = Field(default=20.0, gt=0, le=120)
-    # explicit opt-in networks for the SSRF-safe fetcher (tests and local stand-ins only)
+    # explicit opt-in networks for the SSRF-safe fetcher (tests and local stand-ins only: refused
+    # in production, where a page on a private network is never a news thumbnail)
     news_fetch_allow_networks: str = ""
+    eco2_env: str = "production"
     news_cache_ttl: int = Field(default=600, ge=1)
     news_cache: bool = True  # false: every page from PostgreSQL (the benchmark's comparison)
     # where the development stand-in serves the sample articles (set by `eco2 dev`); unset = no samples
     news_samples_url: str | None = None
+
+    @field_validator("news_fetch_allow_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        import ipaddress
+
+        for network in (n.strip() for n in value.split(",") if n.strip()):
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    @model_validator(mode="after")
+    def _not_in_production(self) -> InfoConfig:
+        if self.eco2_env == "production" and self.allow_networks():
+            raise ValueError("NEWS_FETCH_ALLOW_NETWORKS is for tests and eco2 dev; it is refused in production")
+        return self
 
     def allow_networks(self) -> list[str]:
         return [n.strip() for n in self.news_fetch_allow_networks.split(",") if n.strip()]

@@ -134,3 +134,16 @@ def test_item_lookup_by_everyday_words(words: str, category_id: str) -> None:
 
 def test_item_lookup_of_nothing_known() -> None:
     assert guide.lookup("?!") == []
+
+
+def test_the_fetch_allow_list_is_refused_in_production_and_checked_elsewhere() -> None:
+    from eco2.settings import SettingsError, read_section
+    from functions.info.schemas import InfoConfig
+
+    with pytest.raises(SettingsError, match="refused in production"):
+        read_section(InfoConfig, {"NEWS_FETCH_ALLOW_NETWORKS": "127.0.0.1/32"})
+    with pytest.raises(SettingsError, match="NEWS_FETCH_ALLOW_NETWORKS"):
+        read_section(InfoConfig, {"ECO2_ENV": "test", "NEWS_FETCH_ALLOW_NETWORKS": "not-a-network"})
+    config = read_section(InfoConfig, {"ECO2_ENV": "test", "NEWS_FETCH_ALLOW_NETWORKS": "127.0.0.1/32, ::1/128"})
+    assert config.allow_networks() == ["127.0.0.1/32", "::1/128"]
+    assert read_section(InfoConfig, {}).allow_networks() == []
