@@ -410,6 +410,8 @@ def test_many_streams_share_a_bounded_number_of_redis_connections(
     assert 1 <= used <= 5, names  # the pool (4) and the reader
     metrics = streams.get("/metrics").read().decode()
     assert "eco2_streams_open 60.0" in metrics
+    [gauge] = [line for line in metrics.splitlines() if line.startswith("eco2_streams_redis_connections ")]
+    assert 1 <= float(gauge.split()[1]) <= 5, gauge
     for _job, stream in opened:
         stream.close()
 
