@@ -68,10 +68,13 @@ install -m 0755 /dev/null "$venv/bin/terraform"
 { echo "#!$venv/bin/python"; tail -n +2 "$here/terraform.py"; } > "$venv/bin/terraform"
 
 log "versions"
-"$venv/bin/terraform" version | head -n1
-"$venv/bin/kubectl" version --client 2>/dev/null | head -n2
-"$venv/bin/checkov" --version
-"$venv/bin/ansible" --version 2>/dev/null | head -n1
-"$venv/bin/ansible-lint" --version 2>/dev/null | head -n1 || true
-"$venv/bin/actionlint" -version | head -n1
+# first lines only: a tool still writing when head exits gets SIGPIPE, which pipefail would turn
+# into a failed install; each tool runs (and must succeed) on its own, then its output is cut
+first() { local out; out="$("$@" 2>/dev/null)"; printf '%s\n' "$out" | sed -n 1p; }
+first "$venv/bin/terraform" version
+first "$venv/bin/kubectl" version --client
+first "$venv/bin/checkov" --version
+first "$venv/bin/ansible" --version
+first "$venv/bin/ansible-lint" --version || true
+first "$venv/bin/actionlint" -version
 log "offline checkers ready in $(( $(date +%s) - start )) s: $venv/bin"
