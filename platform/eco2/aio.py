@@ -299,13 +299,14 @@ class AsyncRuntime:
         previous = signal.getsignal(signal.SIGTERM)
 
         def on_sigterm(signum: int, frame: Any) -> None:
-            loop.call_soon_threadsafe(self._stop)
+            loop.call_soon_threadsafe(self.stop)
             if callable(previous):
                 previous(signum, frame)
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
+        """In the serving loop: run the `stopping` callbacks (e.g. end every open stream)."""
         log.info("stopping: ending open streams")
         for callback in list(self.stopping):
             try:
@@ -506,6 +507,8 @@ class LoopbackServer:
         asyncio.run(serve())
 
     def stop(self) -> None:
+        if self.loop is not None and self.runtime is not None and self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.runtime.stop)  # open streams end first, cleanly
         self.server.should_exit = True
         self._thread.join(10)
 
