@@ -3,7 +3,7 @@ PostgreSQL, requests/s and p50/p99 in one run, plus a deep keyset page (past the
 
 Two info processes on one freshly seeded database (real PostgreSQL + Redis), each as its container
 runs it (`python -m eco2.server`, 1 worker): one with the cache (the default), one with
-NEWS_CACHE=false. The same load generator drives both in turn.
+NEWS_CACHE=false. The same load generator (wrk when installed, else load.py) drives both in turn.
 
     python tests/benchmarks/bench_info.py            # 20,000 articles, 4,000 requests per figure
     python tests/benchmarks/bench_info.py --quick    # 3,000 articles, 800 requests (a smoke run)
@@ -23,24 +23,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import load
-from bench_framework import ROOT, database, drop, eco2_cmd, free_port, stop
+from bench_framework import ROOT, database, drop, eco2_cmd, free_port, measure, stop
 
 REDIS = os.environ.get("ECO2_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-# Sent with every request: on 2026-12-01 the container's body limit (eco2.server.BodyLimit) answers
-# 500 to a GET without Content-Length under gunicorn; an explicit empty body avoids that with
-# http.client (not with wrk, so the Python load generator is used), measures the same path, and is
-# harmless once it is fixed.
-HEADERS = {"Content-Length": "0"}
-
-
-def measure(port: int, path: str, concurrency: int, total: int) -> load.Result:
-    return load.run(port, path, concurrency=concurrency, total=total, headers=HEADERS)
 
 
 def get(port: int, path: str) -> dict[str, object]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=HEADERS)
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
         return dict(json.load(response))
 
 
