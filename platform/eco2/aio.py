@@ -211,6 +211,9 @@ class AsyncClients:
         client, self._redis = self._redis, None
         if client is not None:
             await client.aclose()
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:  # a pool handed to the client is not closed by the client
+                await pool.disconnect()
 
 
 class AsyncContext:
