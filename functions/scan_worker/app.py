@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from eco2 import Context, Event, Function, OutEvent
@@ -30,15 +29,9 @@ def _check_data(_clients: Any) -> None:
         raise RuntimeError("recycling data is inconsistent: " + "; ".join(problems))
 
 
-@cache
 def _llm(client: Any, settings: Settings, models: ScanModels) -> LLM:
-    return LLM(
-        client,
-        models=models,
-        timeout=settings.llm_timeout,
-        attempts=settings.llm_max_attempts,
-        backoff=settings.llm_backoff,
-    )
+    """Per event (no I/O: a few attributes), so nothing outlives the client it wraps."""
+    return LLM(client, models=models, timeout=settings.llm_timeout, attempts=settings.llm_max_attempts)
 
 
 @fn.event(SCAN_REQUESTED, data=ScanRequested)

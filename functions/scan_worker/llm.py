@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,12 +48,11 @@ ANSWER_SCHEMA: dict[str, Any] = {
 
 
 class LLM:
-    def __init__(self, client: Any, *, models: ScanModels, timeout: float, attempts: int, backoff: float) -> None:
+    def __init__(self, client: Any, *, models: ScanModels, timeout: float, attempts: int) -> None:
         self.client = client
         self.models = models  # the allow-lists: a model outside them is never sent
         self.timeout = timeout
         self.attempts = attempts
-        self.backoff = backoff
 
     @property
     def offline(self) -> bool:
@@ -69,36 +67,36 @@ class LLM:
         return model
 
     def _complete(self, what: str, model: str, messages: list[dict[str, Any]], schema: dict[str, Any]) -> str:
+        """One call; the openai client itself retries timeouts, connection errors, 408/409/429 and
+        5xx with exponential backoff and honours Retry-After (`attempts` tries in all)."""
         import openai
 
-        retryable = (
-            openai.APITimeoutError,
-            openai.APIConnectionError,
-            openai.RateLimitError,
-            openai.InternalServerError,
-        )
-        last = ""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response = self.client.with_options(timeout=self.timeout).chat.completions.create(
-                    model=model,
-                    messages=messages,
-                    response_format={
-                        "type": "json_schema",
-                        "json_schema": {"name": what, "strict": True, "schema": schema},
-                    },
-                    temperature=0,
-                )
-                return str(response.choices[0].message.content or "")
-            except retryable as exc:
-                last = type(exc).__name__
-                log.warning("LLM call failed, retrying", extra={"call": what, "attempt": attempt, "error": last})
-            except openai.APIStatusError as exc:  # 4xx other than 429: retrying will not help
-                raise LLMError(f"분류 모델이 요청을 거절했어요 ({exc.status_code}).") from exc
-            if attempt < self.attempts:
-                time.sleep(self.backoff * (2 ** (attempt - 1)))
-        reason = "응답 시간이 초과됐어요" if last == "APITimeoutError" else "서비스에 연결하지 못했어요"
-        raise LLMError(f"AI 모델이 {self.attempts}번 시도에도 답하지 않았어요: {reason}. 잠시 후 다시 시도해 주세요.")
+        client = self.client.with_options(timeout=self.timeout, max_retries=self.attempts - 1)
+        try:
+            response = client.chat.completions.create(
+                model=model,
+                messages=messages,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": what, "strict": True, "schema": schema},
+                },
+                temperature=0,
+            )
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            log.warning("LLM call failed", extra={"call": what, "error": type(exc).__name__})
+            reason = (
+                "응답 시간이 초과됐어요" if isinstance(exc, openai.APITimeoutError) else "서비스에 연결하지 못했어요"
+            )
+            raise LLMError(self._gave_up(reason)) from exc
+        except (openai.RateLimitError, openai.InternalServerError) as exc:
+            log.warning("LLM call failed", extra={"call": what, "error": type(exc).__name__})
+            raise LLMError(self._gave_up("서비스가 바빠요")) from exc
+        except openai.APIStatusError as exc:  # other 4xx: retrying will not help
+            raise LLMError(f"분류 모델이 요청을 거절했어요 ({exc.status_code}).") from exc
+        return str(response.choices[0].message.content or "")
+
+    def _gave_up(self, reason: str) -> str:
+        return f"AI 모델이 {self.attempts}번 시도에도 답하지 않았어요: {reason}. 잠시 후 다시 시도해 주세요."
 
     def classify(
         self,

@@ -21,6 +21,11 @@ log = logging.getLogger("eco2.scan.pipeline")
 RECYCLABLE = "재활용폐기물"
 UNCLASSIFIED = "미분류"
 OFFLINE_NOTE = "OpenAI 키가 설정되지 않아, 사진 대신 입력한 설명을 분류표와 맞춰 보는 오프라인 분류기가 답했어요."
+OFFLINE_NO_WORDS_NOTE = (
+    "OpenAI 키가 설정되지 않아 사진을 볼 수 없어요. "
+    "물건 이름을 설명에 적어 주시면 오프라인 분류기가 분류표에서 찾아 드려요."
+)
+UNKNOWN_ITEM = "분류하기 어려운 물건"  # the app says "이 쓰레기는 {minor_category}으로 보이네요"
 
 
 def _classification(vision: Vision) -> dict[str, Any]:
@@ -28,7 +33,8 @@ def _classification(vision: Vision) -> dict[str, Any]:
         "classification": {
             "major_category": vision.major,
             "middle_category": vision.middle,
-            "minor_category": vision.minor,
+            # never empty: the app puts it in a sentence
+            "minor_category": vision.minor or (vision.middle if vision.major != UNCLASSIFIED else UNKNOWN_ITEM),
         },
         "situation_tags": list(vision.tags),
     }
@@ -65,9 +71,10 @@ def offline_classify(user_input: str | None) -> Vision:
     text = re.sub(r"\s+", "", user_input or "")
     tags = [t for t in recycling.situation_tags() if _mentions(text, t)]
     found = lexicon.find_item(user_input)
+    note = OFFLINE_NOTE if text else OFFLINE_NO_WORDS_NOTE
     if found is None:
-        return Vision(UNCLASSIFIED, UNCLASSIFIED, "", tags, note=OFFLINE_NOTE)
-    return Vision(found.major, found.middle, found.minor, tags, note=OFFLINE_NOTE)
+        return Vision(UNCLASSIFIED, UNCLASSIFIED, "", tags, note=note)
+    return Vision(found.major, found.middle, found.minor, tags, note=note)
 
 
 def _mentions(text: str, tag: str) -> bool:

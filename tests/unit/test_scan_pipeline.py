@@ -51,7 +51,16 @@ def test_offline_keywords_point_into_the_taxonomy() -> None:
 def test_offline_classifier(text: str | None, middle: str) -> None:
     result = pipeline.offline_classify(text)
     assert result.middle == middle
-    assert result.note == pipeline.OFFLINE_NOTE
+    # it says it read the description only when there was one
+    assert result.note == (pipeline.OFFLINE_NOTE if text else pipeline.OFFLINE_NO_WORDS_NOTE)
+
+
+def test_an_unclassified_result_reads_well_in_the_app() -> None:
+    """The app writes "이 쓰레기는 {minor_category}으로 보이네요": the minor category is never empty."""
+    unknown = pipeline._classification(pipeline.offline_classify(None))["classification"]
+    assert unknown["minor_category"] == pipeline.UNKNOWN_ITEM
+    known = pipeline._classification(pipeline.offline_classify("택배 상자"))["classification"]
+    assert known["minor_category"]
 
 
 def test_offline_answer_is_built_from_the_rules() -> None:
@@ -110,7 +119,7 @@ def test_the_llm_never_sends_an_unlisted_model() -> None:
     from functions.common.llmmodels import ScanModels
     from functions.scan_worker.llm import LLM
 
-    llm = LLM(None, models=ScanModels(llm_vision_models=("gpt-4o",)), timeout=1, attempts=1, backoff=0)
+    llm = LLM(None, models=ScanModels(llm_vision_models=("gpt-4o",)), timeout=1, attempts=1)
     assert llm.model_for("vision", "gpt-4o") == "gpt-4o"
     assert llm.model_for("answer", "gpt-4o") == "gpt-4o-mini"
     assert llm.model_for("vision", "../../v1/files") == "gpt-4o-mini"
