@@ -15,6 +15,7 @@ none even if it turns Ready later. The next deploy takes traffic back to the lat
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ class Kube:
             try:
                 config.load_incluster_config()  # type: ignore[no-untyped-call]
             except config.ConfigException:
-                config.load_kube_config()  # type: ignore[no-untyped-call]
+                # $KUBECONFIG read now: the client reads it once, when it is first imported
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
             api_client = client.ApiClient()
         self.api = api_client
 
