@@ -67,8 +67,10 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_response(exc: BaseException) -> Response:
     """`eco2.runtime.error_response`, for Starlette: the same bodies and statuses."""
+    from eco2.runtime import status_of
+
     if isinstance(exc, errors.AppError):
-        response = json_response(exc.body(), exc.status)
+        response = json_response(exc.body(), status_of(exc))
         if isinstance(exc, errors.TooManyRequests | errors.ServiceUnavailable):
             response.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
         return response

@@ -1,4 +1,6 @@
-"""The one error taxonomy. Domain code raises these; `eco2.runtime` maps them to HTTP in one place.
+"""The one error taxonomy. Domain code raises these kinds of failure; they say what went wrong
+(`code`, `detail`), never how a transport shows it: `eco2.runtime.STATUS` maps them to HTTP in one
+place.
 
 Every error answers `{"detail": "<human message>", "code": "<UPPER_SNAKE_CODE>"}`. Anything that is
 not an `AppError` is logged with the request id and answered 500 with a generic body.
@@ -10,7 +12,6 @@ from typing import ClassVar
 
 
 class AppError(Exception):
-    status: ClassVar[int] = 500
     default_code: ClassVar[str] = "INTERNAL_ERROR"
     default_detail: ClassVar[str] = "Something went wrong on our side."
 
@@ -24,7 +25,6 @@ class AppError(Exception):
 
 
 class BadRequest(AppError):
-    status = 400
     default_code = "BAD_REQUEST"
     default_detail = "The request is malformed."
 
@@ -32,7 +32,6 @@ class BadRequest(AppError):
 class Unauthorized(AppError):
     """Not signed in, or the session expired: the app refreshes once and replays."""
 
-    status = 401
     default_code = "NOT_AUTHENTICATED"
     default_detail = "Sign in to continue."
 
@@ -40,49 +39,41 @@ class Unauthorized(AppError):
 class Forbidden(AppError):
     """Revoked or not allowed: the app signs the user out."""
 
-    status = 403
     default_code = "FORBIDDEN"
     default_detail = "You are not allowed to do this."
 
 
 class NotFound(AppError):
-    status = 404
     default_code = "NOT_FOUND"
     default_detail = "Not found."
 
 
 class MethodNotAllowed(AppError):
-    status = 405
     default_code = "METHOD_NOT_ALLOWED"
     default_detail = "This method is not allowed here."
 
 
 class Conflict(AppError):
-    status = 409
     default_code = "CONFLICT"
     default_detail = "The request conflicts with the current state."
 
 
 class PayloadTooLarge(AppError):
-    status = 413
     default_code = "PAYLOAD_TOO_LARGE"
     default_detail = "The request body is too large."
 
 
 class UnsupportedMediaType(AppError):
-    status = 415
     default_code = "UNSUPPORTED_MEDIA_TYPE"
     default_detail = "Send the body as application/json."
 
 
 class Unprocessable(AppError):
-    status = 422
     default_code = "VALIDATION_ERROR"
     default_detail = "The request is invalid."
 
 
 class TooManyRequests(AppError):
-    status = 429
     default_code = "TOO_MANY_REQUESTS"
     default_detail = "Too many requests; try again shortly."
 
@@ -90,13 +81,11 @@ class TooManyRequests(AppError):
 class UpstreamError(AppError):
     """A dependency (OAuth provider, LLM, S3) failed or answered nonsense."""
 
-    status = 502
     default_code = "UPSTREAM_ERROR"
     default_detail = "A service we depend on failed; try again shortly."
 
 
 class ServiceUnavailable(AppError):
-    status = 503
     default_code = "SERVICE_UNAVAILABLE"
     default_detail = "The service is not ready; try again shortly."
 

@@ -47,10 +47,34 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(payload, status=status, headers=headers, content_type="application/json")
 
 
+STATUS: dict[type[errors.AppError], int] = {
+    errors.BadRequest: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.MethodNotAllowed: 405,
+    errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.Unprocessable: 422,
+    errors.TooManyRequests: 429,
+    errors.UpstreamError: 502,
+    errors.ServiceUnavailable: 503,
+}
+
+
+def status_of(exc: errors.AppError) -> int:
+    """The HTTP status of an error kind: the nearest class in STATUS (500 for anything else)."""
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 500
+
+
 def error_response(exc: BaseException) -> Response:
     """The one place where errors become HTTP."""
     if isinstance(exc, errors.AppError):
-        response = json_response(exc.body(), exc.status)
+        response = json_response(exc.body(), status_of(exc))
         if isinstance(exc, errors.TooManyRequests | errors.ServiceUnavailable):
             response.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
         return response
