@@ -290,8 +290,8 @@ def _delivery(subscription: Subscription, namespace: str, dead_letter_sink: str 
     if spec.backoffDelay is not None:
         out["backoffDelay"] = spec.backoffDelay
     if spec.timeout is not None:
-        # Knative's experimental `delivery-timeout` feature: the CRD keeps unknown delivery fields for
-        # it, and the cluster must enable it (config-features: delivery-timeout: enabled).
+        # the per-attempt delivery timeout: Knative's `delivery-timeout` feature, on by default since
+        # Eventing 1.22 (the CRD schema keeps delivery fields open for such features)
         out["timeout"] = spec.timeout
     if spec.deadLetter and dead_letter_sink:
         out["deadLetterSink"] = _service_ref(dead_letter_sink, namespace)
