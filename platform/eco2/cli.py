@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import re
 import sys
+import traceback
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +24,38 @@ def _project(args: argparse.Namespace) -> tuple[Path, funcyaml.FuncYaml]:
     return root, funcyaml.load(root / "func.yaml")
 
 
+def _services_answer() -> None:
+    """`eco2 dev` with REDIS_URL / RABBITMQ_URL set: they answer before anything starts (else one line)."""
+    if url := os.environ.get("REDIS_URL", ""):
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+    if (url := os.environ.get("RABBITMQ_URL", "")) and url.startswith("amqp"):
+        import pika
+
+        parameters = pika.URLParameters(url)
+        parameters.connection_attempts, parameters.socket_timeout = 1, 3
+        pika.BlockingConnection(parameters).close()
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from eco2.dev import run
 
     root, _ = _project(args)
+    _services_answer()
     run(root, args.host, args.port)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CliError(f"port {port} on {host} is not free ({exc.strerror}); pick another with --port") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -36,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = project.get(args.function)
     os.environ.update(container_env(spec, os.environ))
     port = args.port or int(os.environ.get("PORT", "8080"))
+    _check_port(args.host, port)  # before anything starts, as `eco2 dev` does
     print(f"eco2 run: {spec.name} on http://{args.host}:{port}", file=sys.stderr, flush=True)
     serve(root / spec.main_path, root, args.host, port)
     return 0
@@ -118,6 +148,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 problems.append(
                     f"func.yaml: functions.{spec.name}.ingress: no prefix routes {route.method} {route.path}"
                 )
+        from eco2.uses import undeclared
+
+        package = root / spec.main_path.rsplit("/", 1)[0]
+        for problem in undeclared(package, function.uses):
+            problems.append(f"func.yaml: functions.{spec.name}: {problem} (add it to Function(uses=...))")
         subscribed = {s.filters["type"] for s in spec.deploy.subscriptions} | {s.type for s in spec.schedules}
         for missing in sorted(set(function.events) - subscribed):
             problems.append(f"func.yaml: functions.{spec.name}.deploy.subscriptions: nothing delivers {missing}")
@@ -137,14 +172,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not url:
         print("eco2 migrate: set DATABASE_URL or pass --database-url", file=sys.stderr)
         return 2
-    from eco2.migrate import MigrateError
-
-    try:
-        applied = upgrade(url, args.revision)
-        at = current(url)
-    except MigrateError as exc:
-        print(f"eco2 migrate: {exc} (is it running? check DATABASE_URL or --database-url)", file=sys.stderr)
-        return 1
+    applied = upgrade(url, args.revision)  # MigrateError: one line in main()
+    at = current(url)
     for revision in applied:
         print(f"applied {revision}")
     print(f"database at revision {at}" + ("" if applied else " (already up to date)"))
@@ -296,6 +325,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eco2", description="Eco² serverless functions on Knative.")
     p.add_argument("--root", help="project root holding func.yaml (default: search upwards)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a failure (or ECO2_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run every function behind one local gateway")
@@ -380,27 +410,137 @@ def parser() -> argparse.ArgumentParser:
     mig.add_argument("--database-url")
     mig.add_argument("--revision", default="head")
     mig.set_defaults(func=cmd_migrate)
+    for command in sub.choices.values():  # the global --debug also after the command's name
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 
+class CliError(RuntimeError):
+    """A failure whose message already says what to do; `main()` prints it as one line."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# the optional module -> the extra of pyproject.toml that installs it
+EXTRAS = {"kubernetes": "deploy", "uv": "deploy", "moto": "app", "flask_cors": "app", "fakeredis": "app"}
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    """isinstance(exc, module.name), without importing a library the command never loaded."""
+    loaded = sys.modules.get(module)
+    kind = getattr(loaded, name, None) if loaded is not None else None
+    return isinstance(kind, type) and isinstance(exc, kind)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost operating-system reason (`Connection refused`), else the exception's first line."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        inner = getattr(current, "reason", None) or getattr(current, "exception", None)
+        if not isinstance(inner, BaseException):  # pika wraps the socket's error in args
+            inner = next((a for a in current.args if isinstance(a, BaseException)), None)
+        current = inner if isinstance(inner, BaseException) else current.__cause__ or current.__context__
+    for candidate in seen:
+        found = re.search(r"\[Errno -?\d+\] ([^'\"\]\)]+)", str(candidate))
+        if found:
+            return found.group(1).strip()
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def explain(exc: BaseException, command: str) -> tuple[int, list[str]]:
+    """The exit code and the line(s) `eco2 <command>` prints for a failure: the problem and the way out."""
+    from eco2.settings import mask_url
+
+    me = f"eco2 {command}"
+    if isinstance(exc, funcyaml.FuncYamlError):
+        return 1, list(exc.problems)
+    if isinstance(exc, SettingsError):
+        return 2, [f"{me}: {exc}"]
+    if isinstance(exc, CliError):
+        return exc.code, [f"{me}: {exc}"]
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
+        extra = EXTRAS[(exc.name or "").split(".")[0]]
+        return 2, [f"{me}: needs {exc.name}, which is not installed: pip install -e '.[{extra}]'"]
+    if _is(exc, "eco2.dev", "DevError"):
+        return 1, [f"{me}: {exc}"]
+    if _is(exc, "eco2.migrate", "MigrateError"):
+        return 1, [f"{me}: {exc} (is it running? check DATABASE_URL or --database-url)"]
+    if _is(exc, "kubernetes.config.config_exception", "ConfigException"):
+        where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+        return 2, [
+            f"{me}: no Kubernetes cluster configured ({where}: {str(exc).strip().splitlines()[0]})",
+            "  set KUBECONFIG to your cluster's kubeconfig, or check it with `kubectl config current-context`",
+        ]
+    if _is(exc, "urllib3.exceptions", "MaxRetryError") or _is(exc, "urllib3.exceptions", "NewConnectionError"):
+        pool = getattr(exc, "pool", None)
+        where = f"{pool.scheme}://{pool.host}:{pool.port}" if pool is not None else "the Kubernetes API"
+        return 1, [
+            f"{me}: cannot reach the Kubernetes API at {where} ({_reason(exc)}): is the cluster up? "
+            "`kubectl cluster-info` checks the kubeconfig's current context"
+        ]
+    if _is(exc, "kubernetes.client.exceptions", "ApiException"):
+        status, why = getattr(exc, "status", "?"), getattr(exc, "reason", "") or ""
+        hint = {
+            401: "check the kubeconfig's credentials",
+            403: "your user lacks the RBAC permission",
+            404: "are Knative Serving and Eventing installed?",
+        }.get(status if isinstance(status, int) else 0, "")
+        return 1, [f"{me}: the Kubernetes API answered HTTP {status} {why}".rstrip() + (f": {hint}" if hint else "")]
+    if _is(exc, "requests.exceptions", "ConnectionError") or _is(exc, "requests.exceptions", "Timeout"):
+        request = getattr(exc, "request", None)
+        url = getattr(request, "url", None) or "the target"
+        if command == "invoke":
+            return 1, [
+                f"{me}: nothing answers at {url} ({_reason(exc)}): start it first "
+                "(`eco2 run <fn> --port 8080`, or `eco2 dev` and --url http://127.0.0.1:8000) or pass --url"
+            ]
+        return 1, [f"{me}: cannot reach {url} ({_reason(exc)}): is it running?"]
+    if _is(exc, "sqlalchemy.exc", "DBAPIError") or _is(exc, "psycopg", "OperationalError"):
+        url = os.environ.get("DATABASE_URL", "")
+        at = f" at {mask_url(url)}" if url else ""
+        return 1, [f"{me}: cannot reach the database{at} ({_reason(exc)}): is PostgreSQL running? check DATABASE_URL"]
+    if _is(exc, "redis.exceptions", "ConnectionError") or _is(exc, "redis.exceptions", "TimeoutError"):
+        url = os.environ.get("REDIS_URL", "")
+        at = f" at {mask_url(url)}" if url else ""
+        return 1, [
+            f"{me}: cannot reach Redis{at} ({_reason(exc)}): is it running? check REDIS_URL "
+            "(unset, `eco2 dev` uses an in-process Redis)"
+        ]
+    if _is(exc, "pika.exceptions", "AMQPError"):
+        url = os.environ.get("RABBITMQ_URL", "")
+        at = f" at {mask_url(url)}" if url else ""
+        return 1, [
+            f"{me}: cannot reach RabbitMQ{at} ({_reason(exc) or type(exc).__name__}): is it running? check RABBITMQ_URL"
+        ]
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return 1, [f"{me}: the port is in use ({exc.strerror}); pick another with --port"]
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return 1, [f"{me}: {type(exc).__name__}" + (f": {first}" if first else ""), "  (--debug shows the traceback)"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The one place a failure becomes its one-line message (and exit code); --debug / ECO2_DEBUG=1 add
+    the traceback."""
     args = parser().parse_args(argv)
+    debug = args.debug or os.environ.get("ECO2_DEBUG", "").lower() in ("1", "true", "yes", "on")
     try:
         return int(args.func(args))
-    except funcyaml.FuncYamlError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    except SettingsError as exc:
-        print(f"eco2: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        from eco2.dev import DevError
-
-        if not isinstance(exc, DevError):
-            raise
-        print(f"eco2 dev: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        code, lines = explain(exc, args.command)
+        for line in lines:
+            print(line, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
