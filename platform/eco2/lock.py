@@ -7,6 +7,9 @@
 2. `locks/<function>.txt`: the function's roots (below) resolved again with the project lock as
    constraints, so every pin is the project's pin and nothing outside the roots' closure appears.
 
+`locks/constraints.in`, when present, constrains the project lock (releases known to break the
+functions, with the reason beside each).
+
 A function's roots are the project dependencies every function needs, plus those its `uses`
 name (a function without `s3` has no boto3). `eco2 lock --check` fails when a lock is stale.
 """
@@ -27,6 +30,7 @@ PLATFORM = "x86_64-manylinux_2_28"
 PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
 LOCK_DIR = "locks"
 PROJECT_LOCK = "project.txt"
+CONSTRAINTS = "constraints.in"  # versions the project lock must avoid, each with its reason
 
 # project dependencies that only some `uses` need, by distribution name
 BY_USE: dict[str, tuple[str, ...]] = {
@@ -140,8 +144,10 @@ def compute(root: Path, function_uses: dict[str, tuple[str, ...]]) -> dict[Path,
     with tempfile.TemporaryDirectory(prefix="eco2-lock-") as tmp:
         project_in = Path(tmp) / "project.in"
         project_in.write_text("\n".join(project_requirements(root)) + "\n")
+        known_bad = root / LOCK_DIR / CONSTRAINTS
         project_text = _compile(
             project_in,
+            constraints=known_bad if known_bad.is_file() else None,
             header=(
                 f"# eco2 lock: the project lock, pyproject.toml's dependencies for CPython {PYTHON_VERSION} "
                 f"on {PLATFORM} (uv pip compile). Do not edit: run `eco2 lock`.\n"

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -195,6 +196,35 @@ def test_the_image_layers_run_the_function(world: dict[str, Any], tmp_path: Path
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "200 []"
 
+    # and the container's command, with the image's environment (its /app here), serves under gunicorn
+    config = json.loads(built.config)["config"]
+    image_env = dict(e.split("=", 1) for e in config["Env"])
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    served_env = {
+        **env,
+        **{k: v.replace("/app", str(app)) for k, v in image_env.items() if k != "PATH"},
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WORKERS": "1",
+    }
+    command = [sys.executable, "-S", *config["Cmd"][1:]]  # "python" is the base image's interpreter
+    server = subprocess.Popen(command, cwd=app, env=served_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        status = 0
+        for _ in range(150):
+            try:
+                status = requests.get(f"http://127.0.0.1:{port}/health/liveness", timeout=2).status_code
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert status == 200
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert b"ClientDisconnected" not in stderr
+
 
 @pytest.fixture
 def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeApiServer]:
@@ -241,8 +271,6 @@ def test_eco2_deploy_builds_pushes_and_applies_the_digest(
 
 def test_push_uses_docker_config_credentials(world: dict[str, Any], tmp_path: Path) -> None:
     """A second docker-registry with htpasswd auth: refused without credentials, accepted with them."""
-    import socket
-
     import bcrypt
 
     binary = shutil.which("docker-registry")
