@@ -139,7 +139,7 @@ class Relay(threading.Thread):
                 backoff = self.interval
             except Exception as exc:
                 log.warning("outbox relay failed; will retry", extra={"error": type(exc).__name__})
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, 5.0)  # at most 5 s late once the database and broker are back
 
     def stop(self, flush: bool = True) -> None:
         self._stopping.set()

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -162,23 +166,28 @@ class Deduplicator:
     A claim is 'processing' for CLAIM_TTL (a crashed handler's claim expires and the redelivery
     runs); a duplicate arriving meanwhile gets 409, which the broker retries. After success the key
     holds the reply (if any) for DEDUPE_TTL, so a redelivery re-sends the same reply event.
+    When Redis is unreachable at the end of a delivery (the handler most likely failed for that
+    very reason), releasing the claim or recording the reply is retried in the background until
+    Redis is back: a claim left behind would answer every retry 409 for CLAIM_TTL, past the
+    broker's retries, and the event would be dead-lettered.
     """
 
     def __init__(self, runtime: Runtime) -> None:
         self.redis = runtime.clients.redis
         self.function = runtime.function.name
+        self.token = f"processing:{uuid.uuid4().hex}"  # this delivery's claim
 
     def key(self, event: Event[Any]) -> str:
         return f"dedupe:{self.function}:{event.source}:{event.id}"
 
     def claim(self, event: Event[Any]) -> Response | None:
         key = self.key(event)
-        if self.redis.set(key, "processing", ex=CLAIM_TTL, nx=True):
+        if self.redis.set(key, self.token, ex=CLAIM_TTL, nx=True):
             return None
         stored = self.redis.get(key)
         if stored is None:  # expired between the two calls: claim again
             return self.claim(event)
-        if stored == "processing":
+        if (stored.decode() if isinstance(stored, bytes) else str(stored)).startswith("processing"):
             raise errors.Conflict("This event is being handled by another delivery.", "EVENT_IN_PROGRESS")
         record = json.loads(stored)
         if record.get("reply"):
@@ -191,7 +200,35 @@ class Deduplicator:
         if response.headers.get("ce-type"):
             headers = {k: v for k, v in response.headers.items() if k.lower().startswith("ce-")}
             record["reply"] = {"headers": headers, "body": response.get_data(as_text=True)}
-        self.redis.set(self.key(event), json.dumps(record, ensure_ascii=False), ex=DEDUPE_TTL)
+        key, value = self.key(event), json.dumps(record, ensure_ascii=False)
+        self._eventually(lambda: self.redis.set(key, value, ex=DEDUPE_TTL), "record")
 
     def release(self, event: Event[Any]) -> None:
-        self.redis.delete(self.key(event))
+        key = self.key(event)
+
+        def give_back() -> None:
+            if self.redis.get(key) == self.token:  # never another delivery's claim
+                self.redis.delete(key)
+
+        self._eventually(give_back, "release")
+
+    def _eventually(self, action: Callable[[], Any], what: str, within: float = 60.0) -> None:
+        """Run `action` now; when Redis fails, again in the background (backoff up to 2 s) for `within` s."""
+        try:
+            action()
+            return
+        except Exception as exc:
+            log.warning("dedupe claim not settled; retrying in the background", extra={"error": type(exc).__name__})
+
+        def retry() -> None:
+            deadline, wait = time.monotonic() + within, 0.2
+            while time.monotonic() < deadline:
+                time.sleep(wait)
+                try:
+                    action()
+                    return
+                except Exception:
+                    wait = min(wait * 2, 2.0)
+            log.error("dedupe claim not settled; it expires on its own", extra={"action": what})
+
+        threading.Thread(target=retry, name=f"dedupe-{what}", daemon=True).start()

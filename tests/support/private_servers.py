@@ -45,6 +45,9 @@ class PrivateServer:
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     stop_signal: int = field(default=signal.SIGTERM, init=False)
 
+    def __post_init__(self) -> None:
+        """A hook for subclasses (the dataclass __init__ calls it only when the base defines it)."""
+
     def command(self) -> tuple[list[str], dict[str, str]]:
         raise NotImplementedError
 
