@@ -323,7 +323,6 @@ def image_config(
     config = {
         **{k: v for k, v in base.items() if k not in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "Labels")},
         "Env": env,
-        "Entrypoint": None,
         "Cmd": ["python", "-m", "eco2.server", spec.main_path],
         "User": USER,
         "WorkingDir": f"/{APP}",
