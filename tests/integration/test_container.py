@@ -3,14 +3,17 @@ SIGTERM draining the in-flight requests before the clients are closed and the pr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import redis as redis_lib
 import requests
 
 from tests.integration.test_eco2_dev import free_port
@@ -18,53 +21,122 @@ from tests.integration.test_eco2_dev import free_port
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 
 
-def test_sigterm_drains_in_flight_requests_then_closes_clients(redis_url: str, tmp_path: Path) -> None:
+def start_server(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {
+    full = {
         **os.environ,
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "ECO2_ROOT": str(DEMO),
         "ECO2_ENV": "test",
-        "REDIS_URL": redis_url,
         "JWT_SECRET": "x" * 40,
-        "SHUTDOWN_GRACE_SECONDS": "10",
+        "LOG_LEVEL": "INFO",
+        **env,
     }
-    log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "eco2.server", str(DEMO / "functions_demo/echo/main.py")],
         cwd=DEMO,
-        env=env,
-        stdout=log,
+        env=full,
+        stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log_path.read_text()
+        try:
+            if requests.get(base + "/health/readiness", timeout=1).status_code == 200:
+                return proc, base
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the function did not become ready:\n" + log_path.read_text())
+
+
+def in_flight(base: str) -> float:
+    """eco2_requests_in_flight of the (single) worker, the /metrics request itself included."""
+    text = requests.get(base + "/metrics", timeout=2).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("eco2_requests_in_flight{"))
+
+
+def log_lines(path: Path) -> list[dict[str, object]]:
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # gunicorn's own lines
+    return out
+
+
+def test_sigterm_drains_in_flight_requests_then_closes_clients(redis_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    proc, base = start_server({"REDIS_URL": redis_url, "SHUTDOWN_GRACE_SECONDS": "10"}, log)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(base + "/health/readiness", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.05)
         result: dict[str, object] = {}
 
         def call() -> None:
-            response = requests.get(base + "/api/v1/echo/slow?seconds=1.5", timeout=10)
+            response = requests.get(base + "/api/v1/echo/slow-count?seconds=1.5", timeout=10)
             result["status"], result["body"] = response.status_code, response.json()
 
         caller = threading.Thread(target=call)
         caller.start()
-        time.sleep(0.4)  # the request is in flight
+        deadline = time.monotonic() + 5
+        while in_flight(base) < 2 and time.monotonic() < deadline:  # the slow request is being handled
+            time.sleep(0.02)
+        assert in_flight(base) >= 2
         proc.send_signal(signal.SIGTERM)
         caller.join(10)
-        assert result == {"status": 200, "body": {"slept": 1.5}}  # drained, not cut off
+        # drained, not cut off: the request finished, and its Redis client still worked at its end
+        assert result == {"status": 200, "body": {"slept": 1.5, "count": 1}}
         assert proc.wait(15) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    text = (tmp_path / "server.log").read_text()
-    assert "function ready" in text and "function stopped, clients closed" in text
+    assert redis_lib.Redis.from_url(redis_url).get("demo:slow:done") == b"1"
+    messages = [line["message"] for line in log_lines(log)]
+    assert "function ready" in messages
+    # the order: the in-flight request finished, then the clients were closed, once
+    assert messages.count("function stopped, clients closed") == 1, messages
+    assert messages.index("slow request finished") < messages.index("function stopped, clients closed")
+
+
+def test_workers_and_threads_each_worker_builds_its_own_clients(redis_url: str, tmp_path: Path) -> None:
+    """WORKERS=2, THREADS=2: two worker processes, each handling at most two requests at once, each
+    with the clients it built itself after the fork (never the master's)."""
+    log = tmp_path / "server.log"
+    proc, base = start_server({"REDIS_URL": redis_url, "WORKERS": "2", "THREADS": "2"}, log)
+    try:
+
+        def call(_: int) -> dict[str, float]:
+            # a new connection per request (no keep-alive), so the workers share the load
+            response = requests.get(
+                base + "/api/v1/echo/whoami?seconds=0.5", headers={"Connection": "close"}, timeout=20
+            )
+            assert response.status_code == 200, response.text
+            return response.json()  # type: ignore[no-any-return]
+
+        answers: list[dict[str, float]] = []
+        deadline = time.monotonic() + 20
+        while len({a["pid"] for a in answers}) < 2 and time.monotonic() < deadline:
+            with ThreadPoolExecutor(8) as pool:
+                answers += list(pool.map(call, range(8)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    pids = {a["pid"] for a in answers}
+    assert len(pids) == 2 and proc.pid not in pids, pids  # two workers, forked from the master
+    for answer in answers:
+        assert answer["clients_built_in"] == answer["pid"]  # built in the worker, after the fork
+    for pid in pids:
+        mine = [a for a in answers if a["pid"] == pid]
+        # the most requests this worker ran at the same moment: its THREADS
+        overlap = max(sum(1 for b in mine if b["started"] <= a["started"] < b["ended"]) for a in mine)
+        assert overlap == 2, (pid, overlap)
+        assert len({a["thread"] for a in mine}) >= 2
+    readies = [line for line in log_lines(log) if line["message"] == "function ready"]
+    assert len(readies) == 2  # once per worker
 
 
 def test_listens_on_port_and_fails_fast_on_bad_config(tmp_path: Path) -> None:
