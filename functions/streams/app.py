@@ -23,7 +23,7 @@ class StreamsConfig(BaseModel):
     streams_per_user: int = Field(5, ge=1)  # concurrent streams per user, across every pod
     streams_queue_limit: int = Field(1000, ge=10)  # entries a slow client may fall behind before it is closed
     streams_reader_block_ms: int = Field(1000, ge=10, le=10_000)
-    streams_reader_linger_ms: float = Field(5.0, ge=0, le=100)  # a busy reader reads at most every this often
+    streams_reader_linger_ms: float = Field(1.0, ge=0, le=100)  # a busy reader's least pause between reads
     redis_max_connections: int = Field(16, ge=2, le=200)  # the pool; the hub's reader has one more
 
 

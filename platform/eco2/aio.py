@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -119,7 +120,12 @@ class AsyncClients:
         self.max_connections = max_connections
         self._redis: Any = None
         self._tokens: TokenCodec | None = None
-        self.client_name = f"eco2-{settings.service_name}"
+
+    @property
+    def client_name(self) -> str:
+        """How CLIENT LIST names this process's connections: function, pod (host) and process
+        (read when connecting: after gunicorn forked the worker)."""
+        return f"eco2-{self.settings.service_name}:{socket.gethostname()}:{os.getpid()}"
 
     @property
     def tokens(self) -> TokenCodec:

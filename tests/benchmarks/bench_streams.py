@@ -47,7 +47,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 SECRET = "bench-secret-0123456789-0123456789-012345"
 REDIS_URL = os.environ.get("ECO2_BENCH_REDIS_URL") or os.environ.get("ECO2_TEST_REDIS_URL", "redis://127.0.0.1:6379/4")
-CLIENT_NAME = "eco2-streams"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -90,8 +89,10 @@ def worker_pid(master: int) -> int:
     raise SystemExit("the streams server forked no worker")
 
 
-def redis_connections(client: redis.Redis) -> int:
-    return sum(1 for c in client.client_list() if c.get("name") == CLIENT_NAME)
+def redis_connections(client: redis.Redis, pid: int) -> int:
+    """Connections of the server's worker process (eco2.aio names them eco2-streams:<host>:<pid>)."""
+    name = f"eco2-streams:{socket.gethostname()}:{pid}"
+    return sum(1 for c in client.client_list() if c.get("name") == name)
 
 
 @dataclass
@@ -269,7 +270,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         connect_seconds = time.monotonic() - t0
         await asyncio.sleep(1.0)
         rss_open, _ = rss_kb(pid)
-        conns_open = redis_connections(store)
+        conns_open = redis_connections(store, pid)
 
         sample = streams[: args.direct]
         direct_seen: dict[str, dict[str, float]] = {s.job: {} for s in sample}
@@ -285,7 +286,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         def watch() -> None:
             while not stop_feed.is_set():
-                peak_conns[0] = max(peak_conns[0], redis_connections(store))
+                peak_conns[0] = max(peak_conns[0], redis_connections(store, pid))
                 time.sleep(0.5)
 
         watcher = threading.Thread(target=watch, daemon=True)

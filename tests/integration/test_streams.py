@@ -406,7 +406,7 @@ def test_many_streams_share_a_bounded_number_of_redis_connections(
         event = stream.next(timeout=5)
         assert event is not None and event["data"] == {"content": "b", "seq": 2}
     names = [c.get("name") for c in store.client_list()]
-    used = names.count("eco2-streams")
+    used = names.count(streams.runtime.clients.client_name)
     assert 1 <= used <= 5, names  # the pool (4) and the reader
     metrics = streams.get("/metrics").read().decode()
     assert "eco2_streams_open 60.0" in metrics
