@@ -90,9 +90,10 @@ def authorize(ctx: Context, provider: str, query: AuthorizeQuery) -> AuthorizeRe
     """Start a sign-in: a single-use state and the provider's authorization URL."""
     origin = _request(ctx).headers.get("X-Frontend-Origin")
     callbacks = _config(ctx).callback_urls(provider)
-    data = service.start_authorization(ctx.redis, ctx.settings, provider, query.redirect_uri, origin, callbacks)
+    config = _config(ctx)
+    data = service.start_authorization(ctx.redis, ctx.settings, config, provider, query.redirect_uri, origin, callbacks)
     # binds the sign-in to this browser: the callback must come back with the same cookie
-    ctx.set_cookie(STATE_COOKIE, data.state, ctx.settings.oauth_state_ttl)
+    ctx.set_cookie(STATE_COOKIE, data.state, config.oauth_state_ttl)
     ctx.headers["Cache-Control"] = "no-store"
     return AuthorizeResponse(data=data)
 
@@ -108,6 +109,7 @@ def callback(ctx: Context, provider: str, query: CallbackQuery) -> Response:
         ctx.redis,
         ctx.clients.tokens,
         ctx.settings,
+        _config(ctx),
         provider,
         code=query.code,
         state=query.state,

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from eco2.errors import AppError
-from eco2.settings import PROVIDERS
-from functions.auth.providers import CALLBACK_PATH, validate_redirect_uri
+from functions.auth.providers import CALLBACK_PATH, PROVIDERS, OAuthProviderSettings, validate_redirect_uri
 
 MAX_GRACE_SECONDS = 300
 
@@ -46,6 +45,31 @@ def _callbacks(uris: tuple[str, ...], provider: str) -> tuple[str, ...]:
 class AuthConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    oauth_state_ttl: int = Field(default=600, ge=30)  # seconds a sign-in may take
+    oauth_http_timeout: float = Field(default=10, gt=0)  # seconds, per call to a provider
+    # the providers: KAKAO_/GOOGLE_/NAVER_ + CLIENT_ID, CLIENT_SECRET, AUTHORIZE_URL, TOKEN_URL,
+    # PROFILE_URL, SCOPE, PKCE (URLs are configuration, so a local server can stand in)
+    kakao_client_id: str = ""
+    kakao_client_secret: SecretStr = SecretStr("")
+    kakao_authorize_url: str = "https://kauth.kakao.com/oauth/authorize"
+    kakao_token_url: str = "https://kauth.kakao.com/oauth/token"
+    kakao_profile_url: str = "https://kapi.kakao.com/v2/user/me"
+    kakao_scope: str = "profile_nickname profile_image"
+    kakao_pkce: bool = True
+    google_client_id: str = ""
+    google_client_secret: SecretStr = SecretStr("")
+    google_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"
+    google_profile_url: str = "https://openidconnect.googleapis.com/v1/userinfo"
+    google_scope: str = "openid email profile"
+    google_pkce: bool = True
+    naver_client_id: str = ""
+    naver_client_secret: SecretStr = SecretStr("")
+    naver_authorize_url: str = "https://nid.naver.com/oauth2.0/authorize"
+    naver_token_url: str = "https://nid.naver.com/oauth2.0/token"
+    naver_profile_url: str = "https://openapi.naver.com/v1/nid/me"
+    naver_scope: str = ""
+    naver_pkce: bool = False
     refresh_reuse_grace_seconds: int = Field(default=30, ge=0, le=MAX_GRACE_SECONDS)
     eco2_public_url: str = ""
     kakao_redirect_uris: tuple[str, ...] = ()
@@ -82,6 +106,19 @@ class AuthConfig(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment:
             raise ValueError("expected the API's origin, like https://api.example.com")
         return value
+
+    def provider(self, name: str) -> OAuthProviderSettings | None:
+        if name not in PROVIDERS:
+            return None
+        field = {key: getattr(self, f"{name}_{key}") for key in ("client_id", "authorize_url", "token_url")}
+        return OAuthProviderSettings(
+            name=name,
+            client_secret=getattr(self, f"{name}_client_secret"),
+            profile_url=getattr(self, f"{name}_profile_url"),
+            scope=getattr(self, f"{name}_scope"),
+            pkce=getattr(self, f"{name}_pkce"),
+            **field,
+        )
 
     def callback_urls(self, provider: str) -> tuple[str, ...]:
         """The exact redirect_uri values a sign-in with `provider` may use (empty: none configured)."""

@@ -19,10 +19,32 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
-from eco2.errors import BadRequest
-from eco2.settings import PROVIDERS, OAuthProviderSettings
+from pydantic import SecretStr
 
+from eco2.errors import BadRequest
+
+PROVIDERS = ("kakao", "google", "naver")
 CALLBACK_PATH = "/api/v1/auth/{provider}/callback"
+
+
+@dataclass(frozen=True)
+class OAuthProviderSettings:
+    """One OAuth provider's endpoints and credentials (all configuration, so a local server can stand in)."""
+
+    name: str
+    client_id: str
+    client_secret: SecretStr
+    authorize_url: str
+    token_url: str
+    profile_url: str
+    scope: str
+    pkce: bool
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.authorize_url and self.token_url and self.profile_url)
+
+
 MAX_REDIRECT_URI = 2048
 
 
@@ -150,7 +172,7 @@ class OAuthProvider:
             "code": code,
             "redirect_uri": redirect_uri,
         }
-        secret = self.config.client_secret.get()
+        secret = self.config.client_secret.get_secret_value()
         if secret:
             params["client_secret"] = secret
         if code_verifier is not None:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from eco2.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
 from eco2.security import revoke, revoke_session
-from eco2.settings import OAuthProviderSettings, Settings
+from eco2.settings import Settings
 from eco2.tokens import (
     IssuedToken,
     TokenClaims,
@@ -41,7 +41,9 @@ from eco2.tokens import (
     revoked_before_key,
     session_revoked_key,
 )
+from functions.auth.config import AuthConfig
 from functions.auth.providers import (
+    OAuthProviderSettings,
     ProviderError,
     ProviderProfile,
     is_known,
@@ -91,7 +93,7 @@ class SignInFailed(Exception):
 
 
 # -- configuration --------------------------------------------------------------------------------
-def provider_config(settings: Settings, name: str) -> OAuthProviderSettings:
+def provider_config(settings: AuthConfig, name: str) -> OAuthProviderSettings:
     if not is_known(name):
         raise NotFound(f"Unknown sign-in provider {name[:32]!r}; use kakao, google or naver.", "UNKNOWN_PROVIDER")
     config = settings.provider(name)
@@ -124,6 +126,7 @@ def default_origin(settings: Settings) -> str | None:
 def start_authorization(
     redis_client: redis.Redis,
     settings: Settings,
+    config_section: AuthConfig,
     provider_name: str,
     redirect_uri: str | None,
     origin_header: str | None,
@@ -131,7 +134,7 @@ def start_authorization(
     now: datetime | None = None,
 ) -> Authorization:
     """`callbacks`: the callback URLs configured for this provider; `redirect_uri` must be one of them."""
-    config = provider_config(settings, provider_name)
+    config = provider_config(config_section, provider_name)
     callback = validate_redirect_uri(redirect_uri, provider_name)
     if not callbacks:
         prefix = provider_name.upper()
@@ -143,7 +146,7 @@ def start_authorization(
     if callback not in callbacks:  # exact match only (RFC 9700 §4.1.3): the code must come back here
         raise BadRequest("redirect_uri: not a callback URL configured for this server", "INVALID_REDIRECT_URI")
     origin = resolve_origin(settings, origin_header)
-    provider = make_provider(config, settings.oauth_http_timeout)
+    provider = make_provider(config, config_section.oauth_http_timeout)
     now = now or datetime.now(UTC)
     state = secrets.token_urlsafe(32)
     verifier = new_code_verifier() if provider.pkce else None
@@ -154,7 +157,7 @@ def start_authorization(
         "code_verifier": verifier,
         "created_at": now.isoformat(),
     }
-    ttl = settings.oauth_state_ttl
+    ttl = config_section.oauth_state_ttl
     if not redis_client.set(state_key(state), json.dumps(record), ex=ttl, nx=True):
         raise ServiceUnavailable("Could not start the sign-in; try again.", "STATE_COLLISION")  # 2^-256
     url = provider.authorization_url(
@@ -200,6 +203,7 @@ def complete_sign_in(
     redis_client: redis.Redis,
     codec: TokenCodec,
     settings: Settings,
+    config_section: AuthConfig,
     provider_name: str,
     *,
     code: str | None,
@@ -228,10 +232,10 @@ def complete_sign_in(
             raise SignInFailed(f"provider redirected with error={_ERROR_CODE_RE.sub('', error)[:64]}")
         if not code:
             raise SignInFailed("no authorization code")
-        config = settings.provider(provider_name)
+        config = config_section.provider(provider_name)
         if config is None or not config.configured:
             raise SignInFailed("provider not configured")
-        provider = make_provider(config, settings.oauth_http_timeout)
+        provider = make_provider(config, config_section.oauth_http_timeout)
         access_token = provider.exchange_code(
             code=code, redirect_uri=record.redirect_uri, code_verifier=record.code_verifier, state=state or ""
         )

@@ -85,50 +85,6 @@ def mask_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
-class OAuthProviderSettings:
-    """One OAuth provider's endpoints and credentials (all configuration, so a local server can stand in)."""
-
-    name: str
-    client_id: str
-    client_secret: Secret
-    authorize_url: str
-    token_url: str
-    profile_url: str
-    scope: str
-    pkce: bool
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.client_id and self.authorize_url and self.token_url and self.profile_url)
-
-
-_PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "kakao": {
-        "authorize_url": "https://kauth.kakao.com/oauth/authorize",
-        "token_url": "https://kauth.kakao.com/oauth/token",
-        "profile_url": "https://kapi.kakao.com/v2/user/me",
-        "scope": "profile_nickname profile_image",
-        "pkce": True,
-    },
-    "google": {
-        "authorize_url": "https://accounts.google.com/o/oauth2/v2/auth",
-        "token_url": "https://oauth2.googleapis.com/token",
-        "profile_url": "https://openidconnect.googleapis.com/v1/userinfo",
-        "scope": "openid email profile",
-        "pkce": True,
-    },
-    "naver": {
-        "authorize_url": "https://nid.naver.com/oauth2.0/authorize",
-        "token_url": "https://nid.naver.com/oauth2.0/token",
-        "profile_url": "https://openapi.naver.com/v1/nid/me",
-        "scope": "",
-        "pkce": False,
-    },
-}
-PROVIDERS = tuple(_PROVIDER_DEFAULTS)
-
-
-@dataclass(frozen=True)
 class Settings:
     environment: str = "production"
     service_name: str = "eco2"
@@ -165,23 +121,13 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     trusted_proxy_hops: int = 0  # proxies in front that append to X-Forwarded-For (rate limits)
     rate_limits: str = ""  # ECO2_RATE_LIMITS: JSON {"METHOD /path": "N/period" | "off"} overrides
-    # auth function
-    oauth_providers: tuple[OAuthProviderSettings, ...] = ()
-    oauth_state_ttl: int = 600
-    oauth_http_timeout: int = 10  # seconds, per call to a provider's token/profile endpoint
-    dev_login_enabled: bool = False
+    dev_login_enabled: bool = False  # the development sign-in (auth function, eco2 dev)
     # container contract
     port: int = 8080
     workers: int = 1
     threads: int = 8
     shutdown_grace_seconds: int = 25
     log_level: str = "INFO"
-
-    def provider(self, name: str) -> OAuthProviderSettings | None:
-        for provider in self.oauth_providers:
-            if provider.name == name:
-                return provider
-        return None
 
     def describe(self) -> dict[str, str]:
         """Every setting as printable text, secrets masked (for logs and `eco2 dev`)."""
@@ -191,8 +137,6 @@ class Settings:
             if isinstance(value, Secret):
                 raw = value.get()
                 out[f.name] = mask_url(raw) if "://" in raw else repr(value)
-            elif f.name == "oauth_providers":
-                out[f.name] = ",".join(p.name for p in value if p.configured)
             else:
                 out[f.name] = str(value)
         return out
@@ -209,7 +153,6 @@ class Settings:
         is_dev = environment != "production"
 
         jwt_secret = reader.text("JWT_SECRET", "")  # never a constant default: `eco2 dev` makes one per data dir
-        providers = tuple(_read_provider(reader, name) for name in PROVIDERS)
         settings = cls(
             environment=environment,
             service_name=reader.text("K_SERVICE", service_name),
@@ -244,9 +187,6 @@ class Settings:
             allowed_origins=reader.origins("ALLOWED_ORIGINS"),
             trusted_proxy_hops=reader.integer("TRUSTED_PROXY_HOPS", 0, minimum=0),
             rate_limits=reader.rate_limits("ECO2_RATE_LIMITS"),
-            oauth_providers=providers,
-            oauth_state_ttl=reader.integer("OAUTH_STATE_TTL", 600, minimum=30),
-            oauth_http_timeout=reader.integer("OAUTH_HTTP_TIMEOUT", 10, minimum=1),
             dev_login_enabled=reader.boolean("DEV_LOGIN_ENABLED", False),
             port=reader.integer("PORT", 8080, minimum=1),
             workers=reader.integer("WORKERS", 1, minimum=1),
@@ -368,18 +308,3 @@ class _Reader:
                 continue
             out.append(origin)
         return tuple(out)
-
-
-def _read_provider(reader: _Reader, name: str) -> OAuthProviderSettings:
-    prefix = name.upper()
-    defaults = _PROVIDER_DEFAULTS[name]
-    return OAuthProviderSettings(
-        name=name,
-        client_id=reader.text(f"{prefix}_CLIENT_ID", ""),
-        client_secret=Secret(reader.text(f"{prefix}_CLIENT_SECRET", "")),
-        authorize_url=reader.text(f"{prefix}_AUTHORIZE_URL", defaults["authorize_url"]),
-        token_url=reader.text(f"{prefix}_TOKEN_URL", defaults["token_url"]),
-        profile_url=reader.text(f"{prefix}_PROFILE_URL", defaults["profile_url"]),
-        scope=reader.text(f"{prefix}_SCOPE", defaults["scope"]),
-        pkce=reader.boolean(f"{prefix}_PKCE", bool(defaults["pkce"])),
-    )

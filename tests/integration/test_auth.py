@@ -251,7 +251,7 @@ def test_full_code_flow(
 
 
 def server_url(auth: FunctionClient) -> str:
-    authorize_url = auth.runtime.settings.provider("kakao").authorize_url  # type: ignore[union-attr]
+    authorize_url = auth.runtime.config.provider("kakao").authorize_url
     parts = urlsplit(authorize_url)
     return f"{parts.scheme}://{parts.netloc}"
 

@@ -10,8 +10,9 @@ import jwt as pyjwt
 import pytest
 
 from eco2.errors import BadRequest
-from eco2.settings import Settings
+from eco2.settings import Settings, read_section
 from eco2.tokens import ExpiredToken, InvalidToken, TokenCodec
+from functions.auth.config import AuthConfig
 from functions.auth.devprovider import dev_provider_env, profile_payload
 from functions.auth.providers import (
     ProviderError,
@@ -26,8 +27,7 @@ SECRET = "unit-secret-0123456789-0123456789-0123"
 
 
 def provider(name: str, **env: str):  # type: ignore[no-untyped-def]
-    settings = Settings.from_env({f"{name.upper()}_CLIENT_ID": f"{name}-id", **env})
-    config = settings.provider(name)
+    config = read_section(AuthConfig, {f"{name.upper()}_CLIENT_ID": f"{name}-id", **env}).provider(name)
     assert config is not None
     return make_provider(config, timeout=3)
 
@@ -237,12 +237,12 @@ def test_pkce_defaults_per_provider() -> None:
 
 def test_dev_provider_env_configures_all_three() -> None:
     env = dev_provider_env("http://127.0.0.1:8000/")
-    settings = Settings.from_env(env)
+    section = read_section(AuthConfig, env)
     for name in ("kakao", "google", "naver"):
-        config = settings.provider(name)
+        config = section.provider(name)
         assert config is not None and config.configured
         assert config.token_url == f"http://127.0.0.1:8000/dev/oauth/{name}/token"
-        assert config.client_secret.get() == f"dev-{name}-secret"
+        assert config.client_secret.get_secret_value() == f"dev-{name}-secret"
 
 
 # -- eco2.tokens against PyJWT ------------------------------------------------------------------
