@@ -24,7 +24,8 @@ class StreamsConfig(BaseModel):
     streams_queue_limit: int = Field(1000, ge=10)  # entries a slow client may fall behind before it is closed
     streams_reader_block_ms: int = Field(1000, ge=10, le=10_000)
     streams_reader_linger_ms: float = Field(1.0, ge=0, le=100)  # a busy reader's least pause between reads
-    redis_max_connections: int = Field(16, ge=2, le=200)  # the pool; the hub's reader has one more
+    # the async pool (REDIS_POOL_SIZE; not the WSGI functions' REDIS_MAX_CONNECTIONS); the reader has one more
+    redis_pool_size: int = Field(16, ge=2, le=200)
 
 
 fn = Function(

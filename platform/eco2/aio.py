@@ -462,7 +462,7 @@ def target(ref: str) -> Callable[[Request], Awaitable[Response]]:
 
         config = read_section(function.config)
     logs.configure(function.name, settings.log_level)
-    runtime = AsyncRuntime(function, settings, config, getattr(config, "redis_max_connections", 20))
+    runtime = AsyncRuntime(function, settings, config, getattr(config, "redis_pool_size", 20))
 
     async def handle(request: Request) -> Response:
         return await runtime.handle(request)

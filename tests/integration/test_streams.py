@@ -392,7 +392,7 @@ def test_concurrent_streams_per_user_are_capped(start: Callable[..., Streams], s
 def test_many_streams_share_a_bounded_number_of_redis_connections(
     start: Callable[..., Streams], store: redis.Redis
 ) -> None:
-    streams = start(REDIS_MAX_CONNECTIONS="4")
+    streams = start(REDIS_POOL_SIZE="4", REDIS_MAX_CONNECTIONS="1000")
     opened = []
     for _ in range(60):
         user, token = streams.token()
