@@ -2,7 +2,8 @@
 
 `eco2 lock` runs `uv pip compile` (PyPI's `uv`) twice over:
 
-1. `locks/project.txt`: `pyproject.toml`'s `dependencies`, resolved for the image's interpreter
+1. `locks/project.txt`: `pyproject.toml`'s `dependencies` (less the CLI-only ones in
+   NOT_IN_IMAGES), resolved for the image's interpreter
    (CPython 3.11 on x86_64 manylinux), with hashes.
 2. `locks/<function>.txt`: the function's roots (below) resolved again with the project lock as
    constraints, so every pin is the project's pin and nothing outside the roots' closure appears.
@@ -53,8 +54,9 @@ def canonical(name: str) -> str:
 
 
 def project_requirements(root: Path) -> list[str]:
+    """pyproject.toml's `dependencies`, less those no function image needs (NOT_IN_IMAGES)."""
     data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
-    return list(data["project"]["dependencies"])
+    return [r for r in data["project"]["dependencies"] if requirement_name(r) not in NOT_IN_IMAGES]
 
 
 def requirement_name(requirement: str) -> str:
