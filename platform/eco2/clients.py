@@ -19,19 +19,9 @@ if TYPE_CHECKING:
 
     from eco2.db import Database
     from eco2.tokens import TokenCodec
+    from eventing.publisher import Events
 
 log = logging.getLogger("eco2.clients")
-
-
-class Events:
-    """Publishing: direct for functions without a database, through the outbox for the others."""
-
-    def __init__(self, publisher: Any, relay: Any) -> None:
-        self.publisher = publisher
-        self.relay = relay
-
-    def ping(self) -> None:
-        self.publisher.ping()
 
 
 class Clients:
@@ -126,7 +116,8 @@ class Clients:
         return client
 
     def _build_events(self) -> Events:
-        from eventing.publisher import make_publisher
+        from eventing.catalogue import CATALOGUE
+        from eventing.publisher import Events, make_publisher
 
         publisher = make_publisher(self.settings)
         relay = None
@@ -137,7 +128,7 @@ class Clients:
             relay.start()
             self._closers.append(relay.stop)  # closers run in reverse: relay flushes before the publisher closes
         self._closers.insert(0, publisher.close)
-        return Events(publisher, relay)
+        return Events(publisher, relay, CATALOGUE)
 
     # -- accessors ------------------------------------------------------------------------------
     @property

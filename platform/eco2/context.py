@@ -98,21 +98,12 @@ class Context:
     def publish(self, event_type: str, data: Any, *, subject: str | None = None, event_id: str | None = None) -> str:
         """Send a CloudEvent; returns its id. With a database the event joins this unit of work
         (transactional outbox: sent after commit, never if rolled back); without one it is sent now."""
-        from eco2.events.message import make_message
-        from eventing.catalogue import CATALOGUE
-        from eventing.outbox import add
-
-        spec = CATALOGUE.get(event_type)
-        if spec is not None:
-            data = spec.data.model_validate(data.model_dump() if hasattr(data, "model_dump") else data)
-        source = spec.source if spec is not None else f"/eco2/{self.function}"
-        message = make_message(event_type, data, source=source, subject=subject, event_id=event_id)
-        if "db" in self.clients.uses:
-            add(self.db, message)
-            self._staged_events = True
-        else:
-            self.clients.events.publisher.publish(message)
-        return message.attributes["id"]
+        session = self.db if "db" in self.clients.uses else None
+        sent = self.clients.events.publish(
+            self.function, event_type, data, subject=subject, event_id=event_id, session=session
+        )
+        self._staged_events = self._staged_events or session is not None
+        return sent
 
     def set_cookie(self, name: str, value: str, max_age: int) -> None:
         self.cookies.append(Cookie(name, value, max_age))
@@ -134,6 +125,4 @@ class Context:
             session.close()
         if ok and self._staged_events:
             self._staged_events = False
-            relay = self.clients.events.relay
-            if relay is not None:
-                relay.kick()
+            self.clients.events.committed()

@@ -45,7 +45,14 @@ def target(ref: str) -> Callable[[Request], Response]:
 
         config = read_section(function.config)
     logs.configure(function.name, settings.log_level)
-    runtime = Runtime(function, settings, config=config)
+    from eco2.clients import Clients
+
+    # the composition root of one function: wired here, built after the fork (Runtime.start)
+    runtime = Runtime(function, settings, Clients(settings, function.uses), config=config)
+    if function.events:
+        from eco2.ce import dispatch
+
+        runtime.event_ingress = dispatch
 
     def handle(request: Request) -> Response:
         return runtime.handle(request)

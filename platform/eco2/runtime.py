@@ -13,13 +13,13 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.wrappers import Response
 
 from eco2 import errors
-from eco2.clients import Clients
 from eco2.context import Context
 from eco2.function import Function, Route
 from eco2.logs import function_var, request_id_var
@@ -29,8 +29,11 @@ from eco2.security import ACCESS_COOKIE, bearer
 if TYPE_CHECKING:
     from flask import Request
 
+    from eco2.clients import Clients
     from eco2.ratelimit import RateLimiter
     from eco2.settings import Settings
+
+    EventIngress = Callable[["Runtime", Request, str], Response]
 
 log = logging.getLogger("eco2.runtime")
 PROCESS_STARTED = time.time()
@@ -114,13 +117,23 @@ def describe_validation(exc: ValidationError, where: str = "body") -> str:
 
 
 class Runtime:
+    """Serves one function over WSGI. It is handed everything it uses (composition in
+    `eco2.entry`): the clients, the function's settings section, and the event ingress that
+    dispatches CloudEvents on the private event path (None: the function takes no events)."""
+
     def __init__(
-        self, function: Function, settings: Settings, clients: Clients | None = None, config: Any = None
+        self,
+        function: Function,
+        settings: Settings,
+        clients: Clients,
+        config: Any = None,
+        event_ingress: EventIngress | None = None,
     ) -> None:
         self.function = function
         self.settings = settings
         self.config = config
-        self.clients = clients or Clients(settings, function.uses)
+        self.clients = clients
+        self.event_ingress = event_ingress
         self.metrics = Metrics(function.name)
         self._started = False
         self._start_lock = threading.Lock()
@@ -220,11 +233,11 @@ class Runtime:
         ingress (which marks what it forwards); everywhere else a CloudEvent is ordinary HTTP."""
         if request.headers.get(PUBLIC_INGRESS_HEADER):
             raise errors.Forbidden("Events are not accepted from the public ingress.", "EVENT_PATH_PRIVATE")
-        from eco2.ce import InvalidEvent, dispatch
-
         if not self._is_cloudevent(request):
-            raise InvalidEvent("This path accepts CloudEvents only.", "NOT_A_CLOUDEVENT")
-        return dispatch(self, request, request_id)
+            raise errors.BadRequest("This path accepts CloudEvents only.", "NOT_A_CLOUDEVENT")
+        if self.event_ingress is None:
+            raise errors.NotFound(f"{self.function.name} takes no events.", "NO_EVENT_HANDLERS")
+        return self.event_ingress(self, request, request_id)
 
     def _builtin(self, method: str, path: str) -> Response | None:
         if method not in ("GET", "HEAD"):
