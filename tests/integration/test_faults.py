@@ -265,8 +265,9 @@ def dev(servers: dict[str, PrivateServer], tmp_path: Path) -> Iterator[tuple[str
     )
     proc, base = start_dev(env, tmp_path)
     yield base, broker
-    assert proc.poll() is None, "eco2 dev exited during the test"  # never restarted
+    exited = proc.poll()
     stop(proc)
+    assert exited is None, "eco2 dev exited during the test"  # it is never restarted
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
@@ -349,16 +350,18 @@ def test_restarts_under_load_answer_503_recover_and_lose_no_event(
     began = time.monotonic()
     for thread in threads:
         thread.start()
-    # a baseline first: every kind of request succeeds before anything is restarted
-    for kind in ("signin", "me", "scan"):
-        assert wait_for(succeeded(load, kind, began), 20), f"no {kind} succeeded"
     phases = []
-    for name, use in (("Redis", "redis"), ("PostgreSQL", "db"), ("RabbitMQ", "events")):
-        phases.append(restart(load, name, servers[use]))
-        assert time.monotonic() - began < MAX_LOAD_SECONDS, "the load ran out of time"
-    load.stopping.set()
-    for thread in threads:
-        thread.join(TIMEOUT * 2)
+    try:
+        # a baseline first: every kind of request succeeds before anything is restarted
+        for kind in ("signin", "me", "scan"):
+            assert wait_for(succeeded(load, kind, began), 20), f"no {kind} succeeded"
+        for name, use in (("Redis", "redis"), ("PostgreSQL", "db"), ("RabbitMQ", "events")):
+            phases.append(restart(load, name, servers[use]))
+            assert time.monotonic() - began < MAX_LOAD_SECONDS, "the load ran out of time"
+    finally:
+        load.stopping.set()
+        for thread in threads:
+            thread.join(TIMEOUT * 2)
     ended = time.monotonic()
     for i, phase in enumerate(phases):
         phase.until = phases[i + 1].stopped if i + 1 < len(phases) else ended
