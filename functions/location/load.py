@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 DATA = Path(__file__).parent / "data"
 POINTS_FILE = DATA / "collection_points.csv"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "holiday")
+CHUNK = 100  # rows per INSERT (the progress bar's step)
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,19 @@ class LoadReport:
     removed: int
 
 
-def load_points(connection: Connection, rows: Iterable[dict[str, Any]] | None = None) -> LoadReport:
-    """Upsert `rows` (default: the data file) by id; update only rows whose content hash changed."""
+def load_points(
+    connection: Connection, rows: Iterable[dict[str, Any]] | None = None, *, progress: bool | None = None
+) -> LoadReport:
+    """Upsert `rows` (default: the data file) by id; update only rows whose content hash changed.
+
+    `progress`: a bar of the rows written, on stderr (default: when stderr is a terminal, e.g. the
+    migration under `eco2 migrate`)."""
+    import sys
+
     from sqlalchemy import MetaData, Table, delete, select
     from sqlalchemy.exc import SAWarning
+
+    from eco2.progress import bar
 
     # the table as it is now in the database (not as store.py describes it): this runs inside
     # migration 0003, whose schema later migrations may extend
@@ -132,12 +142,17 @@ def load_points(connection: Connection, rows: Iterable[dict[str, Any]] | None = 
     new = [r for i, r in wanted.items() if i not in have]
     changed = [r for i, r in wanted.items() if i in have and have[i] != r["content_hash"]]
     gone = [i for i in have if i not in wanted]
-    if new:
-        connection.execute(points.insert(), new)
-    for row in changed:
-        connection.execute(points.update().where(points.c.id == row["id"]).values(**row))
-    if gone:
-        connection.execute(delete(points).where(points.c.id.in_(gone)))
+    show = sys.stderr.isatty() if progress is None else progress
+    with bar(len(new) + len(changed) + len(gone), "collection points", quiet=not show) as advance:
+        for start in range(0, len(new), CHUNK):
+            connection.execute(points.insert(), new[start : start + CHUNK])
+            advance(len(new[start : start + CHUNK]))
+        for row in changed:
+            connection.execute(points.update().where(points.c.id == row["id"]).values(**row))
+            advance(1)
+        if gone:
+            connection.execute(delete(points).where(points.c.id.in_(gone)))
+            advance(len(gone))
     return LoadReport(len(new), len(changed), len(wanted) - len(new) - len(changed), len(gone))
 
 
@@ -150,7 +165,7 @@ def main() -> int:
 
     engine = create_engine(normalise_url(os.environ["DATABASE_URL"]))
     with engine.begin() as connection:
-        report = load_points(connection)
+        report = load_points(connection, progress=True)
     engine.dispose()
     print(report)
     return 0

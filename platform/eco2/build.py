@@ -87,10 +87,12 @@ def build_image(
     import sys
 
     from eco2 import image
+    from eco2.progress import step
     from eco2.registry import RegistryError
 
     try:
-        built = image.build(root, spec, base_image=base_image, progress=lambda line: print(f"  {line}"))
+        with step(f"{spec.name}: build (base image, deps, code layers)"):
+            built = image.build(root, spec, base_image=base_image, progress=lambda line: print(f"  {line}"))
         folder = Path(out) if out else root / "build" / spec.name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "manifest.json").write_bytes(built.manifest)
@@ -103,7 +105,8 @@ def build_image(
         )
         if not push:
             return built.pinned
-        pushed = image.push(built)
+        with step(f"{spec.name}: push to {built.reference.registry}"):
+            pushed = image.push(built)
     except (RegistryError, RuntimeError, FileNotFoundError) as exc:
         print(f"eco2 build {spec.name}: {exc}", file=sys.stderr)
         return None

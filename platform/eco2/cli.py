@@ -42,6 +42,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from eco2.dev import run
 
     root, _ = _project(args)
+    _check_port(args.host, args.port)  # before the embedded S3 starts (werkzeug would exit on a taken port)
     _services_answer()
     run(root, args.host, args.port)
     return 0
@@ -278,6 +279,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from eco2.deploy import rollback
 
     _, project = _project(args)
+    project.get(args.function)  # an unknown name fails before the cluster is asked
     return rollback(project, args.function, to=args.to)
 
 
@@ -285,6 +287,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from eco2.deploy import describe
 
     _, project = _project(args)
+    project.get(args.function)  # an unknown name fails before the cluster is asked
     return describe(project, args.function)
 
 
@@ -454,13 +457,19 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _one_line(problem: str) -> str:
+    first, *rest = problem.splitlines() or [""]
+    where = re.search(r"line \d+, column \d+", "\n".join(rest))
+    return f"{first} ({where.group(0)})" if where else first
+
+
 def explain(exc: BaseException, command: str) -> tuple[int, list[str]]:
     """The exit code and the line(s) `eco2 <command>` prints for a failure: the problem and the way out."""
     from eco2.settings import mask_url
 
     me = f"eco2 {command}"
-    if isinstance(exc, funcyaml.FuncYamlError):
-        return 1, list(exc.problems)
+    if isinstance(exc, funcyaml.FuncYamlError):  # a YAML error's source excerpt becomes its position
+        return 1, [_one_line(problem) for problem in exc.problems]
     if isinstance(exc, SettingsError):
         return 2, [f"{me}: {exc}"]
     if isinstance(exc, CliError):

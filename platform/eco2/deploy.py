@@ -269,11 +269,15 @@ def deploy(
     service = next(o for o in objects if o["kind"] == "Service")
     before = kube.find(service)
     previous = serving(before.get("status", {})) if before else None
-    for line in apply_function(kube, objects, function):
-        print(line)
+    from eco2.progress import step
+
+    with step(f"{function}: apply {len(objects)} objects"):
+        for line in apply_function(kube, objects, function):
+            print(f"  {line}")
     if not wait:
         return 0
-    outcome = wait_revision(kube, service, timeout, poll)
+    with step(f"{function}: wait for the new Revision"):
+        outcome = wait_revision(kube, service, timeout, poll)
     if outcome.ready:
         print(f"{function}: Revision {outcome.revision} is ready; {function} is ready at {outcome.url}")
         return 0
