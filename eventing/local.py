@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from eco2.funcyaml import FuncYaml
+from eco2.core.funcyaml import FuncYaml
 from eventing.schedule import Scheduler
 from eventing.triggers import triggers
 

@@ -31,14 +31,14 @@ from typing import Any
 
 import yaml
 
-from eco2.funcyaml import TEMPLATE_RE, FunctionSpec, FuncYaml, Subscription
+from eco2.core.funcyaml import TEMPLATE_RE, FunctionSpec, FuncYaml, Subscription
 from eventing.catalogue import CATALOGUE
 from eventing.triggers import pingsource_name, schedule_filters, schedule_trigger_name, trigger_name
 
 PART_OF = "eco2"
 CONTAINER_PORT = 8080
 APP_ROOT = "/app"
-from eco2.ce import PING_TYPE_EXTENSION  # noqa: E402  (the runtime maps such ticks to handlers)
+from eco2.events.ingress import PING_TYPE_EXTENSION  # noqa: E402  (the runtime maps such ticks to handlers)
 
 LOCAL_GATEWAY = "knative-local-gateway.istio-system.svc.cluster.local"
 INGRESS_GATEWAY = "knative-serving/knative-ingress-gateway"
@@ -52,8 +52,8 @@ KIND_ORDER = (
     "VirtualService",
     "AuthorizationPolicy",
 )
-PUBLIC_INGRESS_HEADER = "x-eco2-ingress"  # eco2.runtime.PUBLIC_INGRESS_HEADER, as Envoy spells headers
-EVENT_PATH = "/"  # eco2.runtime.EVENT_PATH: where Triggers deliver (a subscriber ref has no path)
+PUBLIC_INGRESS_HEADER = "x-eco2-ingress"  # eco2.core.runtime.PUBLIC_INGRESS_HEADER, as Envoy spells headers
+EVENT_PATH = "/"  # eco2.core.runtime.EVENT_PATH: where Triggers deliver (a subscriber ref has no path)
 INGRESS_GATEWAY_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 NAME_LABEL = "app.kubernetes.io/name"
@@ -203,7 +203,7 @@ def service(
     container: dict[str, Any] = {
         "name": "function",
         "image": spec.image,
-        "command": ["python", "-m", "eco2.server", spec.main_path],
+        "command": ["python", "-m", "eco2.serving.server", spec.main_path],
         "ports": [{"name": "http1", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "env": _env(spec, broker, cluster_domain, os.environ if environ is None else environ),
     }

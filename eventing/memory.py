@@ -7,6 +7,7 @@ import queue
 import threading
 from collections.abc import Iterable
 
+from eco2.events.memory import MemoryPublisher, attach
 from eco2.events.message import Message
 from eventing.delivery import Deliverer, TriggerSpec
 
@@ -14,23 +15,10 @@ _lock = threading.Lock()
 _brokers: dict[str, MemoryBroker] = {}
 
 
-class MemoryPublisher:
-    def __init__(self, owner: MemoryBroker) -> None:
-        self.owner = owner
-
-    def publish(self, message: Message) -> None:
-        self.owner.publish(message)
-
-    def ping(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 class MemoryBroker:
-    def __init__(self) -> None:
-        self.publisher = MemoryPublisher(self)
+    def __init__(self, url: str = "memory://") -> None:
+        self.publisher = MemoryPublisher(url)
+        attach(url, self.publish)
         self.dead_letters: list[tuple[str, Message]] = []
         self._queues: dict[str, queue.Queue[Message | None]] = {}
         self._triggers: list[TriggerSpec] = []
@@ -81,4 +69,7 @@ class MemoryBroker:
 
 def broker(url: str = "memory://") -> MemoryBroker:
     with _lock:
-        return _brokers.setdefault(url, MemoryBroker())
+        found = _brokers.get(url)
+        if found is None:
+            found = _brokers[url] = MemoryBroker(url)
+        return found

@@ -14,14 +14,16 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from eco2.ce import PING_TYPE, PING_TYPE_EXTENSION
+from eco2.core.funcyaml import FuncYaml, Schedule, check_cron
+from eco2.events.ingress import PING_TYPE, PING_TYPE_EXTENSION
 from eco2.events.message import Message, make_message
-from eco2.funcyaml import FuncYaml, Schedule, check_cron
 from eventing.triggers import schedule_filters
 
 log = logging.getLogger("eco2.schedule")
+
+
 class Cron:
-    """A PingSource schedule (checked by `eco2.funcyaml.check_cron`), its next times on croniter; a
+    """A PingSource schedule (checked by `eco2.core.funcyaml.check_cron`), its next times on croniter; a
     day-of-month and a day-of-week both given match either, as in cron."""
 
     def __init__(self, expression: str) -> None:

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 
-from eco2.funcyaml import FuncYaml, Schedule, Subscription
+from eco2.core.funcyaml import FuncYaml, Schedule, Subscription
 from eventing.delivery import DeliverySpec, TriggerSpec, parse_duration
 
 
@@ -41,7 +41,7 @@ def pingsource_name(function: str, schedule: str) -> str:
 
 
 def schedule_filters(namespace: str, function: str, schedule: Schedule) -> dict[str, str]:
-    from eco2.ce import PING_TYPE, PING_TYPE_EXTENSION
+    from eco2.events.ingress import PING_TYPE, PING_TYPE_EXTENSION
 
     return {
         "type": PING_TYPE,

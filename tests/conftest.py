@@ -29,7 +29,7 @@ def pg_url() -> Iterator[str]:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = f"{base}/{name}"
-    from eco2.migrate import upgrade
+    from eco2.tooling.migrate import upgrade
 
     upgrade(url)
     yield url
@@ -81,8 +81,8 @@ def base_env(clean_db: str, redis_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def function_client(base_env: dict[str, str]) -> Iterator[Callable[..., object]]:
-    """function_client("users", EXTRA_ENV="...") -> eco2.testing.FunctionClient (closed after the test)."""
-    from eco2.testing import FunctionClient
+    """function_client("users", EXTRA_ENV="...") -> eco2.serving.testing.FunctionClient (closed after the test)."""
+    from eco2.serving.testing import FunctionClient
 
     opened: list[FunctionClient] = []
 

@@ -11,7 +11,7 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
 from eco2 import Context, Function
-from eco2.security import ACCESS_COOKIE, REFRESH_COOKIE, bearer
+from eco2.core.security import ACCESS_COOKIE, REFRESH_COOKIE, bearer
 from functions.auth import service
 from functions.auth.config import AuthConfig
 from functions.auth.schemas import (
@@ -38,7 +38,7 @@ OAUTH_RATE = "30/minute"  # sign-in start and callback, per client address
 
 def _dev_sign_in_allowed(env: Mapping[str, str]) -> bool:
     """The development sign-in, decided exactly as the auth function's settings decide it."""
-    from eco2.settings import Settings, SettingsError
+    from eco2.core.settings import Settings, SettingsError
     from functions.auth.devprovider import dev_provider_allowed
 
     try:

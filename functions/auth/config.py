@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from eco2.errors import AppError
+from eco2.core.errors import AppError
 from functions.auth.providers import CALLBACK_PATH, PROVIDERS, OAuthProviderSettings, validate_redirect_uri
 
 MAX_GRACE_SECONDS = 300

@@ -44,7 +44,7 @@ from functions.auth.providers import pkce_challenge
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from eco2.settings import Settings
+    from eco2.core.settings import Settings
 
 PROVIDER_NAMES = ("kakao", "google", "naver")
 MOUNT_PATH = "/dev/oauth"
@@ -315,7 +315,7 @@ def make_dev_provider(
     """The development provider as a WSGI app (mount it under /dev/oauth, or serve it at the root),
     redirecting only to the auth function's callback URLs as configured in `env` (default: the
     process environment)."""
-    from eco2.settings import read_section
+    from eco2.core.settings import read_section
     from functions.auth.config import AuthConfig
 
     config: AuthConfig = read_section(AuthConfig, os.environ if env is None else env)

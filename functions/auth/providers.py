@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 
 from pydantic import SecretStr
 
-from eco2.errors import BadRequest
+from eco2.core.errors import BadRequest
 
 PROVIDERS = ("kakao", "google", "naver")
 CALLBACK_PATH = "/api/v1/auth/{provider}/callback"

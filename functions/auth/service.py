@@ -29,10 +29,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from eco2.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
-from eco2.security import revoke, revoke_session
-from eco2.settings import Settings
-from eco2.tokens import (
+from eco2.core.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unauthorized
+from eco2.core.security import revoke, revoke_session
+from eco2.core.settings import Settings
+from eco2.core.tokens import (
     IssuedToken,
     TokenClaims,
     TokenCodec,

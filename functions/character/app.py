@@ -5,7 +5,7 @@ from __future__ import annotations
 from werkzeug.wrappers import Response
 
 from eco2 import Context, Event, Function
-from eco2.runtime import json_response
+from eco2.core.runtime import json_response
 from eventing.catalogue import CHARACTER_GRANTED, SCAN_COMPLETED, CharacterGranted, ScanCompleted
 from functions.character import service
 from functions.character.schemas import CatalogEntry

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import and_, or_, select
 
-from eco2.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized, Unprocessable
+from eco2.core.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized, Unprocessable
 from functions.chat.schemas import (
     ChatCreated,
     ChatDetail,

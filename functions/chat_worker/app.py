@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from eco2 import Context, Event, Function, OutEvent
-from eco2.settings import Settings
+from eco2.core.settings import Settings
 from eventing.catalogue import CHAT_COMPLETED, CHAT_REQUESTED, ChatCompleted, ChatRequested
 from functions.chat_worker import grounding, service
 from functions.chat_worker.config import WorkerConfig

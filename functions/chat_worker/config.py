@@ -1,4 +1,4 @@
-"""chat-worker's settings section (read once at startup; see eco2.settings.read_section)."""
+"""chat-worker's settings section (read once at startup; see eco2.core.settings.read_section)."""
 
 from __future__ import annotations
 

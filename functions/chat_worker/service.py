@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from eco2.errors import Conflict
+from eco2.core.errors import Conflict
 from eventing.catalogue import ChatRequested
 from functions.chat_worker import grounding
 from functions.chat_worker.config import WorkerConfig

@@ -30,7 +30,7 @@ def grant_from_event(session: Session, user_id: str, code: str, source: str) -> 
     """A grant carried by an event: True when the user now owns the character for the first time;
     False for a repeat or a user who has since deleted the account. An unknown character or a
     malformed user id can never succeed, so it is a 400 (dead-lettered, not retried)."""
-    from eco2.errors import BadRequest
+    from eco2.core.errors import BadRequest
     from functions.common.characters import catalog
     from functions.common.models import User
 

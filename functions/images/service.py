@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from eco2.errors import (
+from eco2.core.errors import (
     BadRequest,
     Conflict,
     NotFound,
@@ -42,7 +42,7 @@ from functions.images.schemas import ImageRecord, UploadCallback, UploadRequest,
 if TYPE_CHECKING:
     import redis
 
-    from eco2.settings import Settings
+    from eco2.core.settings import Settings
 
 log = logging.getLogger("functions.images")
 

@@ -89,7 +89,7 @@ def collect_news(ctx: Context, event: Event[NewsCollectionScheduled]) -> None:
     """A schedule tick: collect from every configured source (deduplicated delivery, idempotent insert)."""
     import requests
 
-    from eco2.fetch import Fetcher
+    from eco2.core.fetch import Fetcher
     from functions.info.sources import configured
 
     config = _config(ctx)

@@ -16,7 +16,7 @@ from importlib import resources
 
 import yaml
 
-from eco2.errors import NotFound
+from eco2.core.errors import NotFound
 from functions.common import lexicon, recycling
 from functions.info.schemas import (
     Faq,

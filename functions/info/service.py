@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from eco2.errors import BadRequest
+from eco2.core.errors import BadRequest
 from functions.info import articles as norm
 from functions.info import samples, store
 from functions.info.schemas import (
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import redis
     from sqlalchemy.orm import Session
 
-    from eco2.fetch import Fetcher
+    from eco2.core.fetch import Fetcher
 
 log = logging.getLogger("eco2.info")
 HEAD = 100  # articles per category kept in the cache: the first pages at any limit up to 50

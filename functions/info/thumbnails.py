@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from functions.info.articles import web_url
 
 if TYPE_CHECKING:
-    from eco2.fetch import Fetcher
+    from eco2.core.fetch import Fetcher
 
 log = logging.getLogger("eco2.info")
 _WANTED = ("og:image:secure_url", "og:image", "og:image:url", "twitter:image", "twitter:image:src")
@@ -58,7 +58,7 @@ def _charset(content_type: str) -> str:
 
 
 def thumbnail(fetcher: Fetcher, page_url: str) -> str | None:
-    from eco2.fetch import FetchError
+    from eco2.core.fetch import FetchError
 
     try:
         page = fetcher.get(page_url, accept="text/html,application/xhtml+xml", truncate=True)

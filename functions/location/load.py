@@ -129,7 +129,7 @@ def load_points(
     from sqlalchemy import MetaData, Table, delete, select
     from sqlalchemy.exc import SAWarning
 
-    from eco2.progress import bar
+    from eco2.tooling.progress import bar
 
     # the table as it is now in the database (not as store.py describes it): this runs inside
     # migration 0003, whose schema later migrations may extend
@@ -161,7 +161,7 @@ def main() -> int:
 
     from sqlalchemy import create_engine
 
-    from eco2.db import normalise_url
+    from eco2.core.db import normalise_url
 
     engine = create_engine(normalise_url(os.environ["DATABASE_URL"]))
     with engine.begin() as connection:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from eco2.errors import NotFound, Unprocessable
+from eco2.core.errors import NotFound, Unprocessable
 from functions.location import geo, store
 from functions.location.load import DATA, rules
 from functions.location.places import Place, PlaceSearch, PlacesUnavailable

@@ -8,7 +8,7 @@ from functools import cache
 from werkzeug.wrappers import Response
 
 from eco2 import Context, Function
-from eco2.runtime import json_response
+from eco2.core.runtime import json_response
 from eventing.catalogue import SCAN_REQUESTED, ScanRequested
 from functions.common.llmmodels import ScanModels
 from functions.common.scanjobs import JobStore
@@ -78,7 +78,7 @@ def events(ctx: Context, job_id: str) -> Response:
     request = ctx.request
 
     def check() -> None:  # the session, again at every keepalive
-        from eco2.security import ACCESS_COOKIE, bearer, verify
+        from eco2.core.security import ACCESS_COOKIE, bearer, verify
 
         token = request.cookies.get(ACCESS_COOKIE) or bearer(request.headers.get("Authorization"))
         verify(ctx.clients.tokens, ctx.redis, token, "access")

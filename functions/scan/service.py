@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 
-from eco2.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unprocessable
+from eco2.core.errors import AppError, BadRequest, NotFound, ServiceUnavailable, Unprocessable
 from functions.common.scanjobs import JobStore, stream_key
 from functions.common.uploads import ConfirmedUploads, key_in_path
 from functions.scan.schemas import ScanAccepted, ScanRequest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from eco2 import Context, Event, Function, OutEvent
-from eco2.settings import Settings
+from eco2.core.settings import Settings
 from eventing.catalogue import SCAN_COMPLETED, SCAN_FAILED, SCAN_REQUESTED, ScanCompleted, ScanFailed, ScanRequested
 from functions.common.llmmodels import ScanModels
 from functions.common.scanjobs import JobStore

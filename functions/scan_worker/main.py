@@ -1,5 +1,5 @@
 """functions-framework entrypoint (target `handle`)."""
 
-from eco2.entry import target
+from eco2.serving.entry import target
 
 handle = target("functions.scan_worker.app:fn")

@@ -12,7 +12,7 @@ from functions.streams import service
 if TYPE_CHECKING:
     from starlette.responses import Response
 
-    from eco2.aio import AsyncContext
+    from eco2.serving.aio import AsyncContext
 
 
 class StreamsConfig(BaseModel):

@@ -1,5 +1,5 @@
-"""functions-framework entrypoint (target `handle`, an ASGI function: see eco2.aio)."""
+"""functions-framework entrypoint (target `handle`, an ASGI function: see eco2.serving.aio)."""
 
-from eco2.aio import target
+from eco2.serving.aio import target
 
 handle = target("functions.streams.app:fn")

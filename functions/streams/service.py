@@ -25,7 +25,7 @@ The design (measured by tests/benchmarks/bench_streams.py):
   an id at or past its terminal entry) and closes; an id past the end of a running job is
   clamped to the end.
 - **Sessions end streams.** Every keepalive interval the stream re-verifies its token (expiry and
-  `eco2.security`'s revocation keys) and closes when it no longer holds; it closes at its time
+  `eco2.core.security`'s revocation keys) and closes when it no longer holds; it closes at its time
   limit (below the Knative request timeout: the browser reconnects with `Last-Event-ID`) and when
   a client is too slow to take its queue (it resumes losslessly on reconnect), and at once on
   SIGTERM (Knative scaling down: the browsers resume on another pod).
@@ -33,11 +33,11 @@ The design (measured by tests/benchmarks/bench_streams.py):
   expiry, refreshed at every keepalive, so a crashed pod's leases lapse); past the cap the
   request is a 429 `TOO_MANY_STREAMS`.
 - **Serving.** functions-framework's ASGI mode (Starlette; gunicorn's uvicorn worker in the
-  container), runtime `eco2.aio`. Routed by path ahead of the scan and chat prefixes: func.yaml
+  container), runtime `eco2.serving.aio`. Routed by path ahead of the scan and chat prefixes: func.yaml
   `routes`; in the cluster infra/k8s/base/ingress/virtualservice-streams.yaml (regex matches,
   created first so Istio evaluates it before the prefix routes); in `eco2 dev` (a WSGI gateway)
   the app runs on a loopback uvicorn in its own thread and the gateway forwards those two paths
-  to it through a streaming proxy (`eco2.aio.StreamProxy`: frames pass as they are written; one
+  to it through a streaming proxy (`eco2.serving.aio.StreamProxy`: frames pass as they are written; one
   gateway thread per stream, fine for one developer). The scan function keeps its own reader as
   a fallback for `eco2 run scan` and direct calls.
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from eco2 import Context, Event, Function
-from eco2.security import revoke_all
+from eco2.core.security import revoke_all
 from eventing.catalogue import CHARACTER_GRANTED, CharacterGranted
 from functions.common.ownership import grant_from_event
 from functions.users import service

@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from eco2.errors import Unauthorized, Unprocessable
+from eco2.core.errors import Unauthorized, Unprocessable
 from functions.common.characters import catalog
 from functions.common.models import User, UserCharacter
 from functions.common.ownership import grant

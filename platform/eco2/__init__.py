@@ -2,9 +2,23 @@
 
 Declare a function with `Function`, its routes and CloudEvent handlers with decorators; the
 runtime serves it as one functions-framework target. See the README for the tour.
+
+The package is layered, and the arrows point one way (import-linter checks it in CI):
+
+- `eco2.tooling`: the `eco2` CLI, `eco2 dev`, build, deploy, locks, migrations;
+- `eco2.serving`: the composition root of one function (clients, the functions-framework target,
+  the container's server, the async runtime);
+- `eventing` (a package of its own): the catalogue, the local broker, Knative object rendering;
+- `eco2.events`: the CloudEvent message and codec, the ingress, publishers, the outbox;
+- `eco2.core`: declaring a function, dispatch, context, errors, security, settings, health,
+  metrics and logs.
+
+This module is what a function author imports: `Function`, `Context`, `Event`, `OutEvent` and the
+error kinds (`eco2.errors`).
 """
 
-from eco2.context import Context, Event, OutEvent
-from eco2.function import Function
+from eco2.core import errors
+from eco2.core.context import Context, Event, OutEvent
+from eco2.core.function import Function
 
-__all__ = ["Context", "Event", "Function", "OutEvent"]
+__all__ = ["Context", "Event", "Function", "OutEvent", "errors"]

@@ -22,9 +22,10 @@ import redis as redis_lib
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_framework import free_port, stop, wait_ready
 
+from eco2.events.amqp import AmqpPublisher, Names
 from eco2.events.message import make_message
 from eventing.delivery import DeliverySpec, TriggerSpec
-from eventing.rabbitmq import AmqpPublisher, Names, RabbitBroker
+from eventing.rabbitmq import RabbitBroker
 
 HERE = Path(__file__).resolve().parent
 RABBIT = os.environ.get("ECO2_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -130,7 +131,7 @@ def main() -> None:
         "ECO2_ROOT": str(HERE / "_bench"),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "eco2.server", str(HERE / "_bench" / "sink_fn" / "main.py")],
+        [sys.executable, "-m", "eco2.serving.server", str(HERE / "_bench" / "sink_fn" / "main.py")],
         env=env,
         cwd=HERE / "_bench",
         stdout=subprocess.DEVNULL,

@@ -81,10 +81,10 @@ def baseline_cmd(port: int) -> list[str]:
 
 def eco2_cmd(fn: str, port: int, root: Path = ROOT) -> list[str]:
     """The container's command (Knative has already set the environment)."""
-    from eco2 import funcyaml
+    from eco2.core import funcyaml
 
     main = root / funcyaml.load(root / "func.yaml").get(fn).main_path
-    return [sys.executable, "-m", "eco2.server", str(main)]
+    return [sys.executable, "-m", "eco2.serving.server", str(main)]
 
 
 def database() -> str:
@@ -94,7 +94,7 @@ def database() -> str:
     with psycopg.connect(PG_ADMIN, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    from eco2.migrate import upgrade
+    from eco2.tooling.migrate import upgrade
 
     upgrade(url)
     return url
@@ -114,7 +114,7 @@ def measure(port: int, path: str, concurrency: int, total: int, headers: dict[st
 
 
 def cold_starts(env: dict[str, str], runs: int) -> None:
-    from eco2 import funcyaml
+    from eco2.core import funcyaml
 
     print(f"\n1) cold start: process start -> first 200 on /health/readiness (median of {runs})")
     base = []
@@ -142,8 +142,8 @@ def cold_starts(env: dict[str, str], runs: int) -> None:
 
 def throughput(total: int) -> None:
     print(f"\n2) no-I/O route, {total} requests, 10 concurrent keep-alive connections")
-    from eco2.settings import Settings
-    from eco2.tokens import TokenCodec
+    from eco2.core.settings import Settings
+    from eco2.core.tokens import TokenCodec
 
     token = TokenCodec(Settings.from_env({"JWT_SECRET": SECRET})).issue("bench-user", "access", "kakao").token
     port = free_port()
@@ -168,9 +168,9 @@ def throughput(total: int) -> None:
 
 def users_me(env: dict[str, str], total: int, workers: str) -> None:
     print(f"\n3) GET /api/v1/users/me, real PostgreSQL + Redis, 50 concurrent, {total} requests, {workers} worker(s)")
-    from eco2.db import Database
-    from eco2.settings import Settings
-    from eco2.tokens import TokenCodec
+    from eco2.core.db import Database
+    from eco2.core.settings import Settings
+    from eco2.core.tokens import TokenCodec
     from functions.common.models import User
 
     db = Database(env["DATABASE_URL"])

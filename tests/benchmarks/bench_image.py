@@ -24,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 
-from eco2 import funcyaml, image, lock  # noqa: E402
-from eco2.registry import Registry  # noqa: E402
+from eco2.core import funcyaml  # noqa: E402
+from eco2.tooling import image, lock  # noqa: E402
+from eco2.tooling.registry import Registry  # noqa: E402
 from tests.support.oci import REGISTRY, make_project, push_base  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 PostgreSQL, requests/s and p50/p99 in one run, plus a deep keyset page (past the cached head).
 
 Two info processes on one freshly seeded database (real PostgreSQL + Redis), each as its container
-runs it (`python -m eco2.server`, 1 worker): one with the cache (the default), one with
+runs it (`python -m eco2.serving.server`, 1 worker): one with the cache (the default), one with
 NEWS_CACHE=false. The same load generator (wrk when installed, else load.py) drives both in turn.
 
     python tests/benchmarks/bench_info.py            # 20,000 articles, 4,000 requests per figure
@@ -56,7 +56,7 @@ def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 def seed(url: str, count: int) -> None:
     from sqlalchemy import create_engine
 
-    from eco2.db import normalise_url
+    from eco2.core.db import normalise_url
     from functions.info.store import news_articles
 
     engine = create_engine(normalise_url(url))

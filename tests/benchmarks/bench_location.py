@@ -74,7 +74,7 @@ def pct(values: list[float], q: float) -> float:
 def create_database(points: int, seed: int) -> str:
     import psycopg
 
-    from eco2.migrate import upgrade
+    from eco2.tooling.migrate import upgrade
 
     name = f"eco2_bench_location_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -186,7 +186,7 @@ def main() -> int:
 
     import psycopg
 
-    from eco2.testing import FunctionClient
+    from eco2.serving.testing import FunctionClient
 
     url = create_database(points, args.seed)
     rng = random.Random(args.seed + 1)

@@ -120,8 +120,8 @@ def main() -> None:
     tmp.mkdir()
     proc, base = start_dev(env, tmp)
     try:
-        from eco2.settings import Settings
-        from eco2.tokens import TokenCodec
+        from eco2.core.settings import Settings
+        from eco2.core.tokens import TokenCodec
         from functions.common.uploads import ConfirmedUpload, ConfirmedUploads
 
         user = str(uuid.uuid4())

@@ -1,6 +1,6 @@
 """Many SSE streams on one process (issue 12, "Many streams per pod").
 
-The streams function runs exactly as its container does (`python -m eco2.server
+The streams function runs exactly as its container does (`python -m eco2.serving.server
 functions/streams/main.py`: gunicorn, one uvicorn worker) on the real Redis. The benchmark opens N
 concurrent SSE clients (default 1,000; `--quick`: 200), one chat job and one user each, then feeds
 every job's Redis stream at a fixed token rate (default 5 tokens/s per stream) for a while, ends
@@ -90,7 +90,7 @@ def worker_pid(master: int) -> int:
 
 
 def redis_connections(client: redis.Redis, pid: int) -> int:
-    """Connections of the server's worker process (eco2.aio names them eco2-streams:<host>:<pid>)."""
+    """Connections of the server's worker process (eco2.serving.aio names them eco2-streams:<host>:<pid>)."""
     name = f"eco2-streams:{socket.gethostname()}:{pid}"
     return sum(1 for c in client.client_list() if c.get("name") == name)
 
@@ -200,8 +200,8 @@ def feed(url: str, streams: list[Stream], rate: float, seconds: float, stop: thr
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients * 2 + 1024)), hard))
-    from eco2.settings import Settings
-    from eco2.tokens import TokenCodec
+    from eco2.core.settings import Settings
+    from eco2.core.tokens import TokenCodec
     from functions.common.chatjobs import ChatJobs
 
     store = redis.Redis.from_url(REDIS_URL, decode_responses=True)
@@ -221,7 +221,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     log_fd, log_name = tempfile.mkstemp(prefix="bench-streams-", suffix=".log")
     server = subprocess.Popen(
-        [sys.executable, "-m", "eco2.server", "functions/streams/main.py"],
+        [sys.executable, "-m", "eco2.serving.server", "functions/streams/main.py"],
         cwd=ROOT,
         env=env,
         stdout=log_fd,

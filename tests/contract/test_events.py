@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from eco2 import funcyaml
-from eco2.entry import import_function
+from eco2.core import funcyaml
+from eco2.serving.entry import import_function
 from eventing.catalogue import CATALOGUE, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -83,7 +83,7 @@ def _ready(obj: dict[str, Any]) -> bool:
 
 def _eco2() -> list[str]:
     exe = shutil.which("eco2")
-    return [exe] if exe else [sys.executable, "-m", "eco2.cli"]
+    return [exe] if exe else [sys.executable, "-m", "eco2.tooling.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -94,10 +94,10 @@ def test_virtualservices_are_what_eco2_manifests_renders() -> None:
     manifests = pytest.importorskip(
         "eventing.manifests", reason="the manifest renderer (eventing/manifests.py) is not importable"
     )
-    funcyaml = pytest.importorskip("eco2.funcyaml")
+    funcyaml = pytest.importorskip("eco2.core.funcyaml")
     project = funcyaml.load(FUNC_YAML) if hasattr(funcyaml, "load") else None
     if project is None:
-        pytest.skip("eco2.funcyaml has no load(path)")
+        pytest.skip("eco2.core.funcyaml has no load(path)")
     ours = {vs["metadata"]["name"]: vs for vs in _base_virtualservices()}
     for name in _ingress_by_function():
         rendered = manifests.virtual_service(project.get(name), public_host="api.eco2.example")

@@ -43,7 +43,7 @@ class _AnyEnv(Mapping[str, str]):
 
 
 def _rendered_functions() -> list[dict[str, Any]]:
-    funcyaml = pytest.importorskip("eco2.funcyaml")
+    funcyaml = pytest.importorskip("eco2.core.funcyaml")
     manifests = pytest.importorskip("eventing.manifests")
     project = funcyaml.load(ROOT / "func.yaml")
     return manifests.render(project, environ=_AnyEnv())  # type: ignore[no-any-return]

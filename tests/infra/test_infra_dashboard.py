@@ -17,7 +17,7 @@ PROMQL_WORDS = {"sum", "by", "rate", "histogram_quantile", "max", "le", "label_v
 
 
 def exported_metrics() -> set[str]:
-    """Metric names declared in platform/eco2/metrics.py (histograms also export _bucket/_sum/_count)."""
+    """Metric names declared in platform/eco2/core/metrics.py (histograms also export _bucket/_sum/_count)."""
     source = (ROOT / "platform" / "eco2").rglob("metrics.py")
     names: set[str] = set()
     for path in source:

@@ -27,7 +27,7 @@ import redis as redis_lib
 import requests
 from werkzeug.test import TestResponse
 
-from eco2.testing import FunctionClient
+from eco2.serving.testing import FunctionClient
 from functions.auth.providers import pkce_challenge
 from tests.conftest import ORIGIN
 from tests.support.oauth_server import OAuthServer, oauth_server
@@ -524,7 +524,7 @@ def test_no_callback_url_configured(make_auth: Callable[..., FunctionClient]) ->
     ],
 )
 def test_bad_auth_config_fails_at_startup(make_auth: Callable[..., FunctionClient], variable: str, value: str) -> None:
-    from eco2.settings import SettingsError
+    from eco2.core.settings import SettingsError
 
     with pytest.raises(SettingsError) as caught:
         make_auth(**{variable: value})

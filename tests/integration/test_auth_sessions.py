@@ -19,7 +19,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from eco2.testing import FunctionClient
+from eco2.serving.testing import FunctionClient
 from tests.conftest import ROOT
 from tests.integration.test_auth import (
     CALLBACK_ENV,

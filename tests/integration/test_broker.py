@@ -20,10 +20,11 @@ import pytest
 import redis as redis_lib
 import requests
 
-from eco2 import funcyaml
+from eco2.core import funcyaml
+from eco2.events.amqp import AmqpPublisher, Names
 from eco2.events.message import Message, make_message
 from eventing.delivery import DeliverySpec, TriggerSpec
-from eventing.rabbitmq import AmqpPublisher, Names, RabbitBroker
+from eventing.rabbitmq import RabbitBroker
 from eventing.triggers import trigger_name, triggers
 from tests.support.private_servers import PrivateRabbitMQ
 from tests.support.private_servers import start as start_private
@@ -198,7 +199,7 @@ def test_always_failing_is_dead_lettered_and_replay_redrives(
         assert broker.depths()[broker.names.dead_letter] == 1  # peeking leaves it there
         r.set("demo:flaky:mode", "ok")
         out = subprocess.run(
-            [sys.executable, "-m", "eco2.cli", "--root", str(DEMO), "events", "replay"],
+            [sys.executable, "-m", "eco2.tooling.cli", "--root", str(DEMO), "events", "replay"],
             env={**os.environ, "RABBITMQ_URL": RABBIT, "ECO2_BROKER": broker_name},
             capture_output=True,
             text=True,
@@ -318,7 +319,7 @@ def test_dispatcher_killed_mid_stream_and_restarted(
     """The dispatchers run in their own process (`eco2 events dispatch`); SIGKILL it, start another."""
     urls = {name: s.url for name, s in demo.items()}
     env = {**os.environ, "RABBITMQ_URL": RABBIT, "ECO2_BROKER": broker_name, "ECO2_SUBSCRIBERS": json.dumps(urls)}
-    cmd = [sys.executable, "-m", "eco2.cli", "--root", str(DEMO), "events", "dispatch"]
+    cmd = [sys.executable, "-m", "eco2.tooling.cli", "--root", str(DEMO), "events", "dispatch"]
     project = funcyaml.load(DEMO / "func.yaml")
     RabbitBroker(RABBIT, triggers(project, lambda fn: urls[fn]), broker=broker_name).setup()
     publisher = AmqpPublisher(RABBIT, broker_name)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from eco2.testing import FunctionClient
+from eco2.serving.testing import FunctionClient
 from eventing.catalogue import CHARACTER_GRANTED, SCAN_COMPLETED
 from functions.common.models import User
 from tests.support.sink import EventSink

@@ -20,7 +20,7 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from eco2.testing import FunctionClient
+from eco2.serving.testing import FunctionClient
 from eventing.catalogue import CHAT_COMPLETED, CHAT_REQUESTED
 from functions.common.conversations import Conversation, Message
 from functions.common.models import User

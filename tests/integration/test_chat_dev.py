@@ -39,7 +39,7 @@ def points(clean_db: str) -> list[dict[str, Any]]:
     """The collection points the migration loads (the per-test cleanup emptied the table)."""
     from sqlalchemy import create_engine
 
-    from eco2.db import normalise_url
+    from eco2.core.db import normalise_url
     from functions.location.load import load_points, read_points
 
     engine = create_engine(normalise_url(clean_db))

@@ -2,7 +2,7 @@
 its exit code.
 
 First the failures a person meets, each in one or two lines naming the problem and the way out
-(`eco2.cli.explain`, the one place that maps them), with the traceback only under --debug /
+(`eco2.tooling.cli.explain`, the one place that maps them), with the traceback only under --debug /
 ECO2_DEBUG=1; then each command's success path against the real servers of this machine
 (PostgreSQL, Redis, RabbitMQ, the OCI registry on 127.0.0.1:5000) and the local stand-in for the
 Kubernetes API (tests/support/kube_server.py)."""
@@ -25,7 +25,7 @@ import pika
 import pytest
 import requests
 
-from eventing.rabbitmq import Names
+from eco2.events.amqp import Names
 from tests.support.kube_server import KubeApiServer
 from tests.support.servers import serve_wsgi
 
@@ -37,11 +37,11 @@ DROPPED = ("KUBECONFIG", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "ECO2_DEBU
 
 
 def eco2(*args: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`eco2 ARGS` in a process of its own (the console script's code: eco2.cli.main)."""
+    """`eco2 ARGS` in a process of its own (the console script's code: eco2.tooling.cli.main)."""
     environment = {k: v for k, v in os.environ.items() if k not in DROPPED}
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "eco2.cli", *args],
+        [sys.executable, "-m", "eco2.tooling.cli", *args],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -112,7 +112,7 @@ def test_deploy_without_the_kubernetes_client_names_the_extra() -> None:
     """The client made unimportable in that process (sys.modules[name] = None is how Python spells
     "not installed" to an import): the line names the extra to install."""
     code = (
-        "import sys; sys.modules['kubernetes'] = None; from eco2.cli import main; "
+        "import sys; sys.modules['kubernetes'] = None; from eco2.tooling.cli import main; "
         f"sys.exit(main(['deploy', 'users', '--image', '{PINNED}']))"
     )
     environment = {k: v for k, v in os.environ.items() if k not in DROPPED}
@@ -265,7 +265,7 @@ def test_run_then_invoke() -> None:
     }
     environment = {**{k: v for k, v in os.environ.items() if k not in DROPPED}, **env}
     server = subprocess.Popen(
-        [sys.executable, "-m", "eco2.cli", "run", "users", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "eco2.tooling.cli", "run", "users", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -326,7 +326,7 @@ def test_events_shows_the_queues_of_the_broker(broker: dict[str, Any]) -> None:
 # -- build and deploy: the real registry and the Kubernetes API stand-in ------------------------------------
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from eco2.registry import Registry
+    from eco2.tooling.registry import Registry
     from tests.support.oci import REGISTRY, make_project, push_base
 
     try:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from eco2 import funcyaml
-from eco2.build import build_context
-from eco2.deploy import Kube, deploy, describe, rollback
+from eco2.core import funcyaml
+from eco2.tooling.build import build_context
+from eco2.tooling.deploy import Kube, deploy, describe, rollback
 from tests.support.kube_server import KubeApiServer
 from tests.support.servers import serve_wsgi
 
@@ -143,5 +143,5 @@ def test_build_context_holds_only_what_the_function_uses(tmp_path: Path) -> None
     assert not (context / "functions" / "auth").exists()
     assert not (context / "platform" / "__init__.py").exists()
     dockerfile = (context / "Dockerfile").read_text()
-    assert 'CMD ["python", "-m", "eco2.server", "functions/users/main.py"]' in dockerfile
+    assert 'CMD ["python", "-m", "eco2.serving.server", "functions/users/main.py"]' in dockerfile
     assert yaml.safe_load((context / "func.yaml").read_text())["functions"]["users"]

@@ -34,7 +34,7 @@ def start_dev(env: dict[str, str], tmp: Path) -> tuple[subprocess.Popen[str], st
     port = free_port()
     log = (tmp / "dev.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "eco2.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "eco2.tooling.cli", "dev", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -332,7 +332,7 @@ def outbox_pending(url: str) -> int:
 def dead_letters(url: str, broker: str) -> int:
     import pika
 
-    from eventing.rabbitmq import Names
+    from eco2.events.amqp import Names
 
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
@@ -500,9 +500,9 @@ def test_a_claim_left_by_a_redis_outage_is_settled_once_redis_is_back(servers: d
     """A handler that fails because Redis went away cannot give its dedupe claim back at that
     moment; the claim is given back once Redis returns, so the broker's next try runs the handler
     (instead of 409 for CLAIM_TTL, then a dead letter). Likewise a reply recorded when Redis is back."""
-    from eco2.ce import CLAIM_TTL, Deduplicator, reply
-    from eco2.context import Event, OutEvent
-    from eco2.testing import FunctionClient
+    from eco2.core.context import Event, OutEvent
+    from eco2.events.ingress import CLAIM_TTL, Deduplicator, reply
+    from eco2.serving.testing import FunctionClient
     from eventing.catalogue import SCAN_COMPLETED, SCAN_REQUESTED
 
     redis_server = servers["redis"]
@@ -548,12 +548,12 @@ def test_the_outbox_relay_publishes_within_seconds_of_the_broker_return(
     without any new commit kicking the relay (its retry backoff is capped at 5 s)."""
     import psycopg
 
-    from eco2.db import Database
+    from eco2.core.db import Database
+    from eco2.events import outbox
+    from eco2.events.amqp import AmqpPublisher
     from eco2.events.message import make_message
-    from eco2.migrate import upgrade
-    from eventing import outbox
+    from eco2.tooling.migrate import upgrade
     from eventing.catalogue import USER_DELETED
-    from eventing.rabbitmq import AmqpPublisher
 
     upgrade(servers["db"].url)
     rabbit = servers["events"]

@@ -83,7 +83,7 @@ def test_forged_event_against_the_function_run_alone_is_refused(clean_db: str, t
     env = {**os.environ, "ECO2_ENV": "test", "DATABASE_URL": clean_db, "RABBITMQ_URL": RABBIT, "PORT": str(port)}
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "eco2.cli", "run", "character", "--port", str(port)],
+        [sys.executable, "-m", "eco2.tooling.cli", "run", "character", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,

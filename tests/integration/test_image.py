@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 import requests
 
-from eco2 import funcyaml, image
-from eco2.cli import main
-from eco2.registry import OCI_MANIFEST, Reference, Registry, RegistryError, docker_credentials
+from eco2.core import funcyaml
+from eco2.tooling import image
+from eco2.tooling.cli import main
+from eco2.tooling.registry import OCI_MANIFEST, Reference, Registry, RegistryError, docker_credentials
 from tests.support.kube_server import KubeApiServer
 from tests.support.oci import REGISTRY, make_project, push_base
 from tests.support.servers import serve_wsgi
@@ -77,7 +78,7 @@ def test_pushed_image_reads_back_as_built(world: dict[str, Any]) -> None:
     assert config_bytes == built.config
     config = json.loads(config_bytes)
     assert config["config"]["User"] == "10001:10001"
-    assert config["config"]["Cmd"] == ["python", "-m", "eco2.server", "functions/users/main.py"]
+    assert config["config"]["Cmd"] == ["python", "-m", "eco2.serving.server", "functions/users/main.py"]
     labels = config["config"]["Labels"]
     assert labels["org.opencontainers.image.source"] == "https://github.com/eco2-team/backend"
     assert labels["org.opencontainers.image.revision"] == "a" * 40
@@ -104,8 +105,8 @@ def test_pushed_image_reads_back_as_built(world: dict[str, Any]) -> None:
     assert not any(n.startswith(("app/functions/auth/", "app/functions/scan/")) for n in app)
     assert not any("/migrations/" in n for n in app)  # run by `eco2 migrate`, imported by no function
     framework = {m.name for m in layers["framework"]}
-    assert "app/platform/eco2/server.py" in framework and "app/platform/eco2/runtime.py" in framework
-    assert "app/platform/eco2/cli.py" not in framework and "app/platform/eco2/image.py" not in framework
+    assert "app/platform/eco2/serving/server.py" in framework and "app/platform/eco2/core/runtime.py" in framework
+    assert "app/platform/eco2/tooling/cli.py" not in framework and "app/platform/eco2/tooling/image.py" not in framework
     deps = {m.name.split("/")[2] for m in layers["deps"] if m.name.count("/") >= 2}
     assert {"sqlalchemy", "redis", "flask", "pydantic"} <= deps
     assert not deps & {"boto3", "botocore", "openai", "pika", "kubernetes", "fakeredis", "bin"}
@@ -175,7 +176,7 @@ def test_the_image_layers_run_the_function(world: dict[str, Any], tmp_path: Path
     app = fs / "app"
     probe = (
         "import sys, pathlib\n"
-        "from eco2.server import load_source\n"
+        "from eco2.serving.server import load_source\n"
         "app, runtime = load_source(pathlib.Path('functions/users/main.py').resolve(), pathlib.Path('.').resolve())\n"
         "response = app.test_client().get('/health/liveness')\n"
         "print(response.status_code, sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'openai')))\n"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from eco2 import funcyaml
-from eco2.changed import changed
-from eco2.cli import main
+from eco2.core import funcyaml
+from eco2.tooling.changed import changed
+from eco2.tooling.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("platform", "functions", "eventing", "locks", "func.yaml", "pyproject.toml")
@@ -78,18 +78,18 @@ def test_shared_code_lists_only_its_importers(repo: Path) -> None:
 
 def test_framework_modules_only_when_imported_at_run_time(repo: Path) -> None:
     before = git(repo, "rev-parse", "HEAD")
-    with (repo / "platform" / "eco2" / "cli.py").open("a") as handle:  # the CLI is in no image
+    with (repo / "platform" / "eco2" / "tooling" / "cli.py").open("a") as handle:  # the CLI is in no image
         handle.write("\n# a change\n")
     with (repo / "functions" / "README.md").open("w") as handle:  # nor are docs
         handle.write("notes\n")
     commit(repo, "cli only")
     assert changed(repo, before) == {}
-    with (repo / "platform" / "eco2" / "errors.py").open("a") as handle:  # every runtime imports it
+    with (repo / "platform" / "eco2" / "core" / "errors.py").open("a") as handle:  # every runtime imports it
         handle.write("\n# a change\n")
     commit(repo, "errors")
     found = changed(repo, before)
     assert set(found) == everyone(repo)
-    assert all(why == ["platform/eco2/errors.py changed"] for why in found.values())
+    assert all(why == ["platform/eco2/core/errors.py changed"] for why in found.values())
 
 
 def test_a_new_module_counts_once_something_imports_it(repo: Path) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from eco2 import funcyaml, lock
-from eco2.build import all_uses
+from eco2.core import funcyaml
+from eco2.tooling import lock
+from eco2.tooling.build import all_uses
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from eco2.testing import FunctionClient
+from eco2.serving.testing import FunctionClient
 from functions.common.uploads import ConfirmedUploads
 from functions.images import service
 from functions.images.config import ImagesConfig

@@ -18,8 +18,8 @@ import redis as redis_lib
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from eco2.db import normalise_url
-from eco2.testing import FunctionClient
+from eco2.core.db import normalise_url
+from eco2.serving.testing import FunctionClient
 from eventing.catalogue import INFO_NEWS_DUE
 from functions.info import service, store
 from functions.info.articles import Candidate, canonical_url, url_key

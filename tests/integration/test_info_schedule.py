@@ -17,10 +17,11 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import create_engine, func, select
 
-from eco2 import funcyaml
-from eco2.db import normalise_url
+from eco2.core import funcyaml
+from eco2.core.db import normalise_url
+from eco2.events.amqp import Names
 from eventing.catalogue import INFO_NEWS_DUE
-from eventing.rabbitmq import Names, RabbitBroker
+from eventing.rabbitmq import RabbitBroker
 from eventing.schedule import Scheduler, tick
 from eventing.triggers import triggers
 from functions.info import service, store

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from eco2.db import normalise_url
-from eco2.testing import FunctionClient
+from eco2.core.db import normalise_url
+from eco2.serving.testing import FunctionClient
 from functions.location.load import load_points, read_points
 from functions.location.store import nearby_statement
 from tests.conftest import ORIGIN, ROOT
@@ -77,7 +77,7 @@ def brute_force(
 # -- fixtures -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from eco2.migrate import upgrade
+    from eco2.tooling.migrate import upgrade
 
     path = tmp_path_factory.mktemp("location") / "template.db"
     upgrade(f"sqlite:///{path}")  # what `eco2 dev` does at start: the migration loads the points
@@ -483,7 +483,7 @@ def test_the_migration_goes_down_and_up_again(backend: str, tmp_path: Path) -> N
 
     import psycopg
 
-    from eco2.migrate import upgrade
+    from eco2.tooling.migrate import upgrade
     from tests.conftest import ADMIN_URL
 
     if backend == "sqlite":
@@ -525,6 +525,6 @@ def test_the_migration_goes_down_and_up_again(backend: str, tmp_path: Path) -> N
 def _downgrade(url: str, revision: str) -> None:
     from alembic import command
 
-    from eco2.migrate import alembic_config
+    from eco2.tooling.migrate import alembic_config
 
     command.downgrade(alembic_config(url), revision)  # type: ignore[arg-type]

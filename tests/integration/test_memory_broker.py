@@ -21,7 +21,7 @@ import redis as redis_lib
 import requests
 from werkzeug.wrappers import Request, Response
 
-from eco2 import funcyaml
+from eco2.core import funcyaml
 from eco2.events.message import make_message
 from eventing.delivery import TriggerSpec
 from eventing.local import LocalBroker, make_broker

@@ -14,26 +14,26 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pika
 import psycopg
 import pytest
 import requests
 
-from eco2.db import Database
+from eco2.core.db import Database
+from eco2.events import outbox
+from eco2.events.amqp import AmqpPublisher, Names
 from eco2.events.message import make_message
-from eco2.testing import FunctionClient
-from eventing import outbox
+from eco2.serving.testing import FunctionClient
 from eventing.catalogue import USER_DELETED
-from eventing.rabbitmq import AmqpPublisher, Names
 from tests.support.private_servers import free_port
 
 RABBIT = os.environ.get("ECO2_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 LEDGER = "demo.ledger.recorded.v1"
-Channel = pika.adapters.blocking_connection.BlockingChannel
+Channel: TypeAlias = Any  # pika's BlockingChannel (pika has no type information)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
@@ -54,7 +54,7 @@ def tap() -> Iterator[tuple[str, Channel]]:
     channel.exchange_declare(Names(name).exchange, exchange_type="headers", durable=True)
     queue = channel.queue_declare("", exclusive=True).method.queue
     channel.queue_bind(queue, Names(name).exchange, arguments={"x-match": "all", "specversion": "1.0"})
-    channel.tap_queue = queue  # type: ignore[attr-defined]
+    channel.tap_queue = queue
     yield name, channel
     channel.exchange_delete(Names(name).exchange)
     connection.close()
@@ -62,14 +62,14 @@ def tap() -> Iterator[tuple[str, Channel]]:
 
 def depth(channel: Channel) -> int:
     """Messages waiting in the tap (nothing consumes it but `drain`, which acks as it reads)."""
-    return int(channel.queue_declare(channel.tap_queue, passive=True).method.message_count)  # type: ignore[attr-defined]
+    return int(channel.queue_declare(channel.tap_queue, passive=True).method.message_count)
 
 
 def drain(channel: Channel, expect: int, timeout: float = 10) -> list[dict[str, str]]:
     got: list[dict[str, str]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(got) < expect:
-        method, props, _ = channel.basic_get(channel.tap_queue, auto_ack=True)  # type: ignore[attr-defined]
+        method, props, _ = channel.basic_get(channel.tap_queue, auto_ack=True)
         if method is None:
             time.sleep(0.05)
             continue
@@ -83,11 +83,11 @@ def outbox_rows(url: str) -> list[tuple[Any, ...]]:
 
 
 def start_ledger(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The demo ledger function as its container runs it (`python -m eco2.server`), live on a port."""
+    """The demo ledger function as its container runs it (`python -m eco2.serving.server`), live on a port."""
     port = free_port()
     full = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1", "ECO2_ROOT": str(DEMO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "eco2.server", str(DEMO / "functions_demo/ledger/main.py")],
+        [sys.executable, "-m", "eco2.serving.server", str(DEMO / "functions_demo/ledger/main.py")],
         cwd=DEMO,
         env=full,
         stdout=log.open("ab"),

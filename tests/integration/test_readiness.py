@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eco2.testing import FunctionClient
+from eco2.serving.testing import FunctionClient
 from tests.support.private_servers import (
     PrivatePostgres,
     PrivateRabbitMQ,
@@ -50,7 +50,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Priv
             ("s3", PrivateS3),
         ):
             made[use] = start(kind, tmp_path_factory.mktemp(use))
-        from eco2.migrate import upgrade
+        from eco2.tooling.migrate import upgrade
 
         upgrade(made["db"].url)
         yield made

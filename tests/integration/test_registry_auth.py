@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from eco2.registry import Reference, Registry, RegistryError, sha256
+from eco2.tooling.registry import Reference, Registry, RegistryError, sha256
 from tests.support.servers import serve_wsgi
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}).encode()

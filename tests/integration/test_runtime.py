@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from eco2.testing import FunctionClient
-from eco2.tokens import TokenCodec
+from eco2.core.tokens import TokenCodec
+from eco2.serving.testing import FunctionClient
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 ORIGIN = "http://127.0.0.1:5173"
@@ -75,7 +75,7 @@ def test_error_taxonomy(client: FunctionClient) -> None:
 def test_unexpected_error_is_generic_and_logged_with_request_id(
     client: FunctionClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="eco2.runtime"):
+    with caplog.at_level(logging.ERROR, logger="eco2.core.runtime"):
         response = client.get("/api/v1/echo/boom", headers={"X-Request-ID": "req-12345678"})
     body = assert_error(response, 500, "INTERNAL_ERROR")
     assert "hunter2" not in response.get_data(as_text=True) and "RuntimeError" not in body["detail"]
@@ -262,7 +262,7 @@ def test_event_metrics_by_outcome(client: FunctionClient) -> None:
 
 
 def test_settings_fail_fast_with_clear_message(env: dict[str, str]) -> None:
-    from eco2.settings import SettingsError
+    from eco2.core.settings import SettingsError
 
     broken = {k: v for k, v in env.items() if k != "REDIS_URL"}
     broken["ECO2_ENV"] = "production"
@@ -275,9 +275,9 @@ def test_settings_fail_fast_with_clear_message(env: dict[str, str]) -> None:
 
 
 def test_json_log_lines_carry_request_id(client: FunctionClient, caplog: pytest.LogCaptureFixture) -> None:
-    from eco2.logs import JsonFormatter
+    from eco2.core.logs import JsonFormatter
 
-    with caplog.at_level(logging.INFO, logger="eco2.runtime"):
+    with caplog.at_level(logging.INFO, logger="eco2.core.runtime"):
         response = client.get("/api/v1/echo/ping", headers={"X-Request-ID": "log-check-1"})
     assert response.status_code == 200
     formatter = JsonFormatter("echo")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from eco2.testing import FunctionClient
-from eco2.tokens import TokenCodec
+from eco2.core.tokens import TokenCodec
+from eco2.serving.testing import FunctionClient
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 SECRET = "demo-secret-0123456789-0123456789-0123456789"
@@ -34,7 +34,7 @@ def ce_headers(event_type: str = "demo.thing.happened.v1", event_id: str = "forg
 
 
 def access_token(env: dict[str, str], sub: str) -> str:
-    from eco2.settings import Settings
+    from eco2.core.settings import Settings
 
     return TokenCodec(Settings.from_env(env)).issue(sub, "access", provider="kakao").token
 

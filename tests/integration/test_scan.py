@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from eco2.testing import FunctionClient
+from eco2.serving.testing import FunctionClient
 from eventing.catalogue import SCAN_COMPLETED, SCAN_FAILED, SCAN_REQUESTED
 from functions.common.uploads import ConfirmedUpload, ConfirmedUploads
 from tests.support.llm_server import LLMServer
@@ -299,7 +299,7 @@ def test_an_allowed_model_is_used_where_it_is_allowed_and_an_unlisted_one_never_
 def test_a_bad_allow_list_stops_the_function_before_it_serves(
     function_client: Callable[..., FunctionClient], sink: EventSink
 ) -> None:
-    from eco2.settings import SettingsError
+    from eco2.core.settings import SettingsError
 
     with pytest.raises(SettingsError) as problem:
         function_client("scan-worker", LLM_VISION_MODELS="gpt-4o,../../v1/files")

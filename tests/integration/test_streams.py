@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import redis
 
-from eco2 import funcyaml
-from eco2.aio import LoopbackServer
-from eco2.server import container_env, create_app
+from eco2.core import funcyaml
+from eco2.serving.aio import LoopbackServer
+from eco2.serving.server import container_env, create_app
 from functions.common.chatjobs import ChatJobs
 from functions.common.scanjobs import JobStore
 from tests.conftest import ORIGIN, ROOT
@@ -503,9 +503,9 @@ def test_eco2_dev_gateway_streams_the_events_paths_from_the_async_function(
 ) -> None:
     from werkzeug.serving import make_server
 
-    from eco2.dev import build
-    from eco2.settings import Settings
-    from eco2.tokens import TokenCodec
+    from eco2.core.settings import Settings
+    from eco2.core.tokens import TokenCodec
+    from eco2.tooling.dev import build
 
     gateway = build(ROOT, {**base_env, "K_SINK": "http://127.0.0.1:9"}, only=["scan", "streams"])
     server = make_server("127.0.0.1", 0, gateway, threaded=True)
@@ -580,8 +580,8 @@ def test_sigterm_ends_open_streams_at_once_and_the_container_exits(
     import subprocess
     import sys
 
-    from eco2.settings import Settings
-    from eco2.tokens import TokenCodec
+    from eco2.core.settings import Settings
+    from eco2.core.tokens import TokenCodec
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -590,7 +590,11 @@ def test_sigterm_ends_open_streams_at_once_and_the_container_exits(
     env["PYTHONPATH"] = f"{ROOT / 'platform'}:{ROOT}"
     log = (tmp_path / "streams.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "eco2.server", "functions/streams/main.py"], cwd=ROOT, env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "eco2.serving.server", "functions/streams/main.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
     )
     try:
         deadline = time.monotonic() + 30

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from eco2 import funcyaml
-from eco2.aio import path_pattern
+from eco2.core import funcyaml
+from eco2.serving.aio import path_pattern
 from functions.streams import service
 
 BASE = """

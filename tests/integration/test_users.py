@@ -9,7 +9,7 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from eco2.testing import FunctionClient
+from eco2.serving.testing import FunctionClient
 from functions.common.models import User
 
 

@@ -6,8 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-from eco2 import image
-from eco2.registry import OCI_MANIFEST, Registry, sha256
+from eco2.tooling import image
+from eco2.tooling.registry import OCI_MANIFEST, Registry, sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = os.environ.get("ECO2_TEST_REGISTRY", "127.0.0.1:5000")

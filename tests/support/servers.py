@@ -10,7 +10,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from eco2.testing import FunctionClient
+from eco2.serving.testing import FunctionClient
 
 
 @dataclass

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import jwt as pyjwt
 import pytest
 
-from eco2.errors import BadRequest
-from eco2.settings import Settings, read_section
-from eco2.tokens import ExpiredToken, InvalidToken, TokenCodec
+from eco2.core.errors import BadRequest
+from eco2.core.settings import Settings, read_section
+from eco2.core.tokens import ExpiredToken, InvalidToken, TokenCodec
 from functions.auth.config import AuthConfig
 from functions.auth.devprovider import dev_provider_env, profile_payload
 from functions.auth.providers import (
@@ -245,7 +245,7 @@ def test_dev_provider_env_configures_all_three() -> None:
         assert config.client_secret.get_secret_value() == f"dev-{name}-secret"
 
 
-# -- eco2.tokens against PyJWT ------------------------------------------------------------------
+# -- eco2.core.tokens against PyJWT ------------------------------------------------------------------
 def _codec() -> TokenCodec:
     return TokenCodec(Settings.from_env({"JWT_SECRET": SECRET, "JWT_ISSUER": "eco2-test", "JWT_AUDIENCE": "app"}))
 
@@ -348,7 +348,7 @@ def test_dev_provider_works_mounted_under_a_prefix() -> None:
 
 # -- the auth function's own settings: callback URLs and the refresh grace window -------------------
 def auth_config(**env: str):  # type: ignore[no-untyped-def]
-    from eco2.settings import read_section
+    from eco2.core.settings import read_section
     from functions.auth.config import AuthConfig
 
     return read_section(AuthConfig, env)
@@ -388,7 +388,7 @@ def test_callback_urls_from_the_public_url_and_per_provider() -> None:
     ],
 )
 def test_bad_auth_config_is_named(variable: str, value: str) -> None:
-    from eco2.settings import SettingsError
+    from eco2.core.settings import SettingsError
 
     with pytest.raises(SettingsError) as caught:
         auth_config(**{variable: value})
@@ -420,8 +420,8 @@ def test_rotation_on_the_embedded_redis() -> None:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from eco2.embedded import redis_client
-    from eco2.errors import Unauthorized
+    from eco2.core.embedded import redis_client
+    from eco2.core.errors import Unauthorized
     from functions.auth.service import issue_pair, rotate
 
     store = redis_client(f"memory://rotation-{time.time_ns()}")

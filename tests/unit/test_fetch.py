@@ -1,4 +1,4 @@
-"""eco2.fetch, the SSRF-safe fetcher: against a real local HTTP server and names that resolve to
+"""eco2.core.fetch, the SSRF-safe fetcher: against a real local HTTP server and names that resolve to
 forbidden addresses (issue 9, item 6)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from eco2.fetch import Fetcher, FetchFailed, FetchRefused, forbidden_reason
+from eco2.core.fetch import Fetcher, FetchFailed, FetchRefused, forbidden_reason
 from tests.support.news_server import NewsServer
 
 LOCAL = ["127.0.0.1/32"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from eco2.funcyaml import FuncYamlError, load, parse
+from eco2.core.funcyaml import FuncYamlError, load, parse
 
 BASE = """
 specVersion: 0.36.0

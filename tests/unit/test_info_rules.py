@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eco2.errors import BadRequest
+from eco2.core.errors import BadRequest
 from functions.info import guide, samples, service
 from functions.info.articles import canonical_url, categorise, parse_published, plain_text, topic_ids, web_url
 from functions.info.thumbnails import og_image
@@ -137,7 +137,7 @@ def test_item_lookup_of_nothing_known() -> None:
 
 
 def test_the_fetch_allow_list_is_refused_in_production_and_checked_elsewhere() -> None:
-    from eco2.settings import SettingsError, read_section
+    from eco2.core.settings import SettingsError, read_section
     from functions.info.schemas import InfoConfig
 
     with pytest.raises(SettingsError, match="refused in production"):

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from eco2.errors import Unprocessable
+from eco2.core.errors import Unprocessable
 from functions.location import geo
 from functions.location.build_data import MapFit, fit_map_coordinates, normalise_hours
 from functions.location.load import pickup_categories, rules, store_category

@@ -86,7 +86,7 @@ def test_json_object_parsing(raw: str, ok: bool) -> None:
 
 
 def test_allow_lists_read_from_the_environment_with_the_defaults_first() -> None:
-    from eco2.settings import read_section
+    from eco2.core.settings import read_section
     from functions.common.llmmodels import ScanModels
 
     models = read_section(
@@ -107,7 +107,7 @@ def test_allow_lists_read_from_the_environment_with_the_defaults_first() -> None
     [{"LLM_VISION_MODELS": "gpt-4o,../../v1/files"}, {"LLM_ANSWER_MODEL": "a b"}, {"LLM_VISION_MODEL": "x\r\ny"}],
 )
 def test_a_model_name_that_is_not_one_is_a_startup_error(env: dict[str, str]) -> None:
-    from eco2.settings import SettingsError, read_section
+    from eco2.core.settings import SettingsError, read_section
     from functions.common.llmmodels import ScanModels
 
     with pytest.raises(SettingsError) as problem:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from eco2.funcyaml import parse
+from eco2.core.funcyaml import parse
 from eventing.catalogue import INFO_NEWS_DUE
 from eventing.schedule import Cron, tick
 from eventing.triggers import triggers
@@ -59,7 +59,7 @@ def test_a_tick_matches_its_trigger_and_only_it() -> None:
 
 
 def test_func_yaml_refuses_a_schedule_knative_would_refuse() -> None:
-    from eco2.funcyaml import FuncYamlError
+    from eco2.core.funcyaml import FuncYamlError
 
     with pytest.raises(FuncYamlError) as caught:
         parse(PROJECT.replace('"0 * * * *"', '"0 * * *"'))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from eco2.settings import Secret, Settings, SettingsError, mask_url
+from eco2.core.settings import Secret, Settings, SettingsError, mask_url
 
 GOOD = {"JWT_SECRET": "x" * 40, "DATABASE_URL": "postgresql://u:pw@db/eco2", "REDIS_URL": "redis://r:6379/0"}
 
@@ -60,7 +60,7 @@ def test_no_environment_falls_back_to_a_constant_jwt_secret() -> None:
 
 
 def test_eco2_dev_makes_one_random_secret_per_data_directory(tmp_path: Path) -> None:
-    from eco2.dev import dev_secret
+    from eco2.tooling.dev import dev_secret
 
     first, other = tmp_path / "a", tmp_path / "b"
     first.mkdir()
@@ -74,7 +74,7 @@ def test_eco2_dev_makes_one_random_secret_per_data_directory(tmp_path: Path) -> 
 def test_a_function_section_is_read_from_the_environment_and_lists_every_problem() -> None:
     from pydantic import BaseModel, Field, SecretStr
 
-    from eco2.settings import read_section
+    from eco2.core.settings import read_section
 
     class Places(BaseModel):
         places_base_url: str = "https://dapi.kakao.com"

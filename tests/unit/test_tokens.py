@@ -7,8 +7,8 @@ import time
 import jwt as pyjwt
 import pytest
 
-from eco2.settings import Settings
-from eco2.tokens import ExpiredToken, InvalidToken, TokenCodec
+from eco2.core.settings import Settings
+from eco2.core.tokens import ExpiredToken, InvalidToken, TokenCodec
 
 SECRET = "unit-secret-0123456789-0123456789-0123"
 

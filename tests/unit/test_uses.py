@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from eco2 import funcyaml
-from eco2.entry import import_function
-from eco2.uses import reached, undeclared
+from eco2.core import funcyaml
+from eco2.serving.entry import import_function
+from eco2.tooling.uses import reached, undeclared
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,9 +64,9 @@ def test_eco2_validate_fails_on_an_undeclared_client(tmp_path: Path) -> None:
         "    ctx.clients.s3.list_buckets()\n"
         '    return {"ok": "yes"}\n'
     )
-    (package / "main.py").write_text('from eco2.entry import target\nhandle = target("greedy_fn.app:fn")\n')
+    (package / "main.py").write_text('from eco2.serving.entry import target\nhandle = target("greedy_fn.app:fn")\n')
     done = subprocess.run(
-        [sys.executable, "-m", "eco2.cli", "--root", str(tmp_path), "validate"],
+        [sys.executable, "-m", "eco2.tooling.cli", "--root", str(tmp_path), "validate"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from eventing.outbox import metadata as events_metadata
+from eco2.events.outbox import metadata as events_metadata
 from functions.common.models import Base
 
 config = context.config

@@ -1,3 +1,3 @@
-from eco2.entry import target
+from eco2.serving.entry import target
 
 handle = target("bench_fn.app:fn")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from eco2.errors import Forbidden, Unauthorized
-from eco2.tokens import (
+from eco2.core.errors import Forbidden, Unauthorized
+from eco2.core.tokens import (
     TokenClaims,
     TokenCodec,
     TokenType,

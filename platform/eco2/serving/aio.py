@@ -1,25 +1,25 @@
 """Serving an async function: the functions-framework ASGI target (Starlette + uvicorn worker).
 
-`eco2.runtime` serves WSGI functions, one thread per request. A function whose requests are long
+`eco2.core.runtime` serves WSGI functions, one thread per request. A function whose requests are long
 and mostly idle (Server-Sent Events) is better served by one event loop holding thousands of
 connections; this is its runtime, the async counterpart of `Runtime.handle`, with the same
 contract and the same pure pieces:
 
 - request id (`X-Request-ID` kept when well formed, else made) on every response and log line;
-- CORS exactly as `eco2.runtime` does it (`CORS_METHODS` / `CORS_HEADERS`, exact origins,
+- CORS exactly as `eco2.core.runtime` does it (`CORS_METHODS` / `CORS_HEADERS`, exact origins,
   credentials, preflights refused for other origins);
 - `/health/liveness`, `/health/readiness` (pings Redis), `/metrics`, `/openapi.json`;
 - the access token from the `s_access` cookie or `Authorization: Bearer`, checked by
-  `eco2.tokens.TokenCodec` and `eco2.security`'s revocation rule (one async MGET);
-- errors as `{"detail", "code"}` + status from `eco2.errors`, anything else a generic 500.
+  `eco2.core.tokens.TokenCodec` and `eco2.core.security`'s revocation rule (one async MGET);
+- errors as `{"detail", "code"}` + status from `eco2.core.errors`, anything else a generic 500.
 
 A function opts in by declaring async handlers and a two-line main.py:
 
-    from eco2.aio import target
+    from eco2.serving.aio import target
     handle = target("functions.streams.app:fn")
 
 `target` returns a coroutine function decorated with `functions_framework.aio.http`, so
-functions-framework's `create_app` builds its Starlette app and `python -m eco2.server` runs it
+functions-framework's `create_app` builds its Starlette app and `python -m eco2.serving.server` runs it
 with gunicorn's uvicorn worker. Handlers get an `AsyncContext` and return a Starlette response.
 Clients are built on the first request, inside the serving loop (redis.asyncio connections
 belong to the loop that opened them).
@@ -41,20 +41,20 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from eco2 import errors
-from eco2.function import Function
-from eco2.logs import function_var, request_id_var
-from eco2.metrics import Metrics
-from eco2.security import ACCESS_COOKIE, bearer
+from eco2.core import errors
+from eco2.core.function import Function
+from eco2.core.logs import function_var, request_id_var
+from eco2.core.metrics import Metrics
+from eco2.core.security import ACCESS_COOKIE, bearer
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from eco2.settings import Settings
-    from eco2.tokens import TokenClaims, TokenCodec
+    from eco2.core.settings import Settings
+    from eco2.core.tokens import TokenClaims, TokenCodec
 
-log = logging.getLogger("eco2.aio")
+log = logging.getLogger("eco2.serving.aio")
 _REQUEST_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _QUIET = ("/metrics", "/health/liveness", "/health/readiness")
 
@@ -67,8 +67,8 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(exc: BaseException) -> Response:
-    """`eco2.runtime.error_response`, for Starlette: the same bodies and statuses."""
-    from eco2.runtime import status_of
+    """`eco2.core.runtime.error_response`, for Starlette: the same bodies and statuses."""
+    from eco2.core.runtime import status_of
 
     if isinstance(exc, errors.AppError):
         response = json_response(exc.body(), status_of(exc))
@@ -76,7 +76,7 @@ def error_response(exc: BaseException) -> Response:
             response.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
         return response
     if isinstance(exc, ValidationError):
-        from eco2.runtime import describe_validation
+        from eco2.core.runtime import describe_validation
 
         return json_response({"detail": describe_validation(exc), "code": "VALIDATION_ERROR"}, 422)
     log.error("unhandled error", exc_info=exc)
@@ -84,7 +84,7 @@ def error_response(exc: BaseException) -> Response:
 
 
 class _Keys:
-    """Stands in for a Redis client in `eco2.security.ensure_not_revoked`: first it records the keys
+    """Stands in for a Redis client in `eco2.core.security.ensure_not_revoked`: first it records the keys
     the rule reads (answering "not revoked"), then it answers with the values read asynchronously.
     So the async check follows the sync rule exactly, whatever keys it reads."""
 
@@ -98,8 +98,8 @@ class _Keys:
 
 
 async def ensure_not_revoked(redis: Any, claims: TokenClaims) -> None:
-    """`eco2.security.ensure_not_revoked` with an async Redis client (one MGET)."""
-    from eco2 import security
+    """`eco2.core.security.ensure_not_revoked` with an async Redis client (one MGET)."""
+    from eco2.core import security
 
     probe = _Keys()
     security.ensure_not_revoked(probe, claims)  # type: ignore[arg-type]
@@ -130,7 +130,7 @@ class AsyncClients:
     @property
     def tokens(self) -> TokenCodec:
         if self._tokens is None:
-            from eco2.tokens import TokenCodec
+            from eco2.core.tokens import TokenCodec
 
             self._tokens = TokenCodec(self.settings)
         return self._tokens
@@ -146,11 +146,11 @@ class AsyncClients:
         return self._make_redis(pool=False)
 
     def _make_redis(self, *, pool: bool) -> Any:
-        from eco2.embedded import MEMORY_URL
+        from eco2.core.embedded import MEMORY_URL
 
         url = self.settings.redis_url.get()
         if url.startswith(MEMORY_URL):
-            from eco2.embedded import async_redis_client
+            from eco2.core.embedded import async_redis_client
 
             return async_redis_client(url)
         import redis.asyncio as aioredis
@@ -190,7 +190,7 @@ class AsyncClients:
         return results
 
     def _sync_ping(self) -> None:
-        from eco2.embedded import MEMORY_URL
+        from eco2.core.embedded import MEMORY_URL
 
         url = self.settings.redis_url.get()
         if url.startswith(MEMORY_URL):
@@ -412,22 +412,22 @@ class AsyncRuntime:
             body = {"status": "ok" if ready else "unavailable", "function": self.function.name, "checks": checks}
             return json_response(body, 200 if ready else 503)
         if path == "/metrics":
-            from eco2.metrics import CONTENT_TYPE
+            from eco2.core.metrics import CONTENT_TYPE
 
             return Response(self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
         if path == "/openapi.json":
             if self._openapi is None:
-                from eco2.openapi import document
+                from eco2.core.openapi import document
 
                 self._openapi = json.dumps(document([self.function]), ensure_ascii=False).encode()
             return Response(self._openapi, media_type="application/json")
         return None
 
-    # -- CORS (as eco2.runtime.Runtime) ---------------------------------------------------------
+    # -- CORS (as eco2.core.runtime.Runtime) ---------------------------------------------------------
     def _preflight(self, request: Request) -> Response:
         from starlette.responses import Response
 
-        from eco2.runtime import CORS_HEADERS, CORS_METHODS
+        from eco2.core.runtime import CORS_HEADERS, CORS_METHODS
 
         if request.headers.get("Origin", "") not in self._origins:
             raise errors.Forbidden("This origin is not allowed.", "ORIGIN_NOT_ALLOWED")
@@ -450,15 +450,15 @@ def target(ref: str) -> Callable[[Request], Awaitable[Response]]:
     """The functions-framework ASGI target of an async function (see the module docstring)."""
     import functions_framework.aio
 
-    from eco2 import logs
-    from eco2.entry import import_function
-    from eco2.settings import Settings
+    from eco2.core import logs
+    from eco2.core.settings import Settings
+    from eco2.serving.entry import import_function
 
     function = import_function(ref)
     settings = Settings.from_env(uses=function.uses, service_name=function.name)
     config = None
     if function.config is not None:
-        from eco2.settings import read_section
+        from eco2.core.settings import read_section
 
         config = read_section(function.config)
     logs.configure(function.name, settings.log_level)
@@ -474,7 +474,7 @@ def target(ref: str) -> Callable[[Request], Awaitable[Response]]:
 
 
 def is_asgi(app: Any) -> bool:
-    """True for the Starlette app functions-framework builds for an `eco2.aio` target."""
+    """True for the Starlette app functions-framework builds for an `eco2.serving.aio` target."""
     return not hasattr(app, "wsgi_app")
 
 

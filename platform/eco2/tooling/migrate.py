@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from eco2.db import normalise_url
+from eco2.core.db import normalise_url
 
 
 def alembic_config(database_url: str) -> object:
@@ -41,7 +41,7 @@ def current(database_url: str) -> str | None:
     from sqlalchemy import create_engine, inspect, text
     from sqlalchemy.exc import DBAPIError
 
-    from eco2.settings import mask_url
+    from eco2.core.settings import mask_url
 
     url = normalise_url(database_url)
     engine = create_engine(url, connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})

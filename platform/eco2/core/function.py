@@ -8,7 +8,7 @@
     @fn.event(CHARACTER_GRANTED, data=CharacterGranted)
     def on_granted(ctx: Context, event: Event[CharacterGranted]) -> None: ...
 
-Nothing here imports Flask, SQLAlchemy or any client: declaring is free, serving is `eco2.runtime`.
+Nothing here imports Flask, SQLAlchemy or any client: declaring is free, serving is `eco2.core.runtime`.
 """
 
 from __future__ import annotations

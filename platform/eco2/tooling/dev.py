@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eco2 import funcyaml
-from eco2.embedded import MEMORY_URL
-from eco2.settings import mask_url
+from eco2.core import funcyaml
+from eco2.core.embedded import MEMORY_URL
+from eco2.core.settings import mask_url
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from eco2.function import DevMount
-    from eco2.runtime import Runtime
+    from eco2.core.function import DevMount
+    from eco2.core.runtime import Runtime
 
-log = logging.getLogger("eco2.dev")
+log = logging.getLogger("eco2.tooling.dev")
 DEFAULT_ORIGINS = "http://127.0.0.1:5173,http://localhost:5173,http://127.0.0.1:3000,http://localhost:3000"
 
 
@@ -140,6 +140,30 @@ def embedded_s3(bucket: str, origins: str = DEFAULT_ORIGINS) -> str | None:
             ]
         },
     )
+    # as the CDN does in production: confirmed images are served (the app's cdn_url is this bucket),
+    # unconfirmed uploads under pending/ never are
+    client.put_bucket_policy(
+        Bucket=bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{bucket}/*",
+                    },
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{bucket}/pending/*",
+                    },
+                ],
+            }
+        ),
+    )
     return endpoint
 
 
@@ -170,7 +194,7 @@ class Gateway:
             )
         environ = {**environ, PUBLIC_MARK: "public"}
         for template, _name, app in self.paths:
-            from eco2.aio import path_pattern
+            from eco2.serving.aio import path_pattern
 
             if path_pattern(template).fullmatch(path):
                 return app(environ, start_response)
@@ -186,7 +210,7 @@ class Gateway:
             body = {"status": "ok" if ready else "unavailable", "functions": checks}
             return self._json(environ, start_response, 200 if ready else 503, body)
         if path == "/openapi.json":
-            from eco2.openapi import document
+            from eco2.core.openapi import document
 
             return self._json(environ, start_response, 200, document([rt.function for rt in self.runtimes.values()]))
         return self._json(environ, start_response, 404, {"detail": f"No function serves {path}.", "code": "NOT_FOUND"})
@@ -205,7 +229,7 @@ class Gateway:
                 ("Access-Control-Expose-Headers", "X-Request-ID, Retry-After"),
             ]
             if environ.get("REQUEST_METHOD") == "OPTIONS" and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
-                from eco2.runtime import CORS_HEADERS, CORS_METHODS
+                from eco2.core.runtime import CORS_HEADERS, CORS_METHODS
 
                 headers += [
                     ("Access-Control-Allow-Methods", CORS_METHODS),
@@ -217,7 +241,7 @@ class Gateway:
         return [payload]
 
 
-PUBLIC_MARK = "HTTP_X_ECO2_INGRESS"  # the WSGI name of eco2.runtime.PUBLIC_INGRESS_HEADER
+PUBLIC_MARK = "HTTP_X_ECO2_INGRESS"  # the WSGI name of eco2.core.runtime.PUBLIC_INGRESS_HEADER
 
 
 @dataclass
@@ -242,7 +266,7 @@ class EventIngress:
 
 def dev_mounts(root: Path, only: Iterable[str] | None = None) -> list[DevMount]:
     """The development stand-ins the functions declare (`Function.dev_mount`), imported, not built."""
-    from eco2.entry import import_function
+    from eco2.serving.entry import import_function
 
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
@@ -256,8 +280,8 @@ def dev_mounts(root: Path, only: Iterable[str] | None = None) -> list[DevMount]:
 
 
 def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None) -> Gateway:
-    from eco2.migrate import upgrade
-    from eco2.server import container_env, create_app
+    from eco2.serving.server import container_env, create_app
+    from eco2.tooling.migrate import upgrade
 
     project = funcyaml.load(root / "func.yaml")
     upgrade(env["DATABASE_URL"])
@@ -271,10 +295,10 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
             continue
         app, runtime = create_app(spec, root, container_env(spec, env))
         runtime.start()
-        from eco2.aio import is_asgi
+        from eco2.serving.aio import is_asgi
 
         if is_asgi(app):  # an async function: on a loopback port (one event loop), streamed through
-            from eco2.aio import loopback
+            from eco2.serving.aio import loopback
 
             app = loopback(app, runtime)  # type: ignore[arg-type,assignment]
         paths.extend((template, spec.name, app) for template in spec.routes)
@@ -308,7 +332,7 @@ def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) ->
     os.environ.update(env)
     gateway = build(root, env)
     server.app = gateway
-    from eco2 import logs
+    from eco2.core import logs
 
     # lines outside a request (gateway, broker) say "eco2-dev"; each request's lines name their function
     logs.configure("eco2-dev", env.get("LOG_LEVEL", "INFO"))

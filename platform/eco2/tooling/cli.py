@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from eco2 import funcyaml
-from eco2.settings import SettingsError
+from eco2.core import funcyaml
+from eco2.core.settings import SettingsError
 
 
 def _project(args: argparse.Namespace) -> tuple[Path, funcyaml.FuncYaml]:
@@ -39,7 +39,7 @@ def _services_answer() -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from eco2.dev import run
+    from eco2.tooling.dev import run
 
     root, _ = _project(args)
     _check_port(args.host, args.port)  # before the embedded S3 starts (werkzeug would exit on a taken port)
@@ -60,7 +60,7 @@ def _check_port(host: str, port: int) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from eco2.server import container_env, serve
+    from eco2.serving.server import container_env, serve
 
     root, project = _project(args)
     spec = project.get(args.function)
@@ -131,7 +131,7 @@ def cmd_functions(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     root, project = _project(args)
     problems: list[str] = []
-    from eco2.entry import import_function
+    from eco2.serving.entry import import_function
 
     for spec in project.functions.values():
         if not (root / spec.main_path).is_file():
@@ -149,7 +149,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 problems.append(
                     f"func.yaml: functions.{spec.name}.ingress: no prefix routes {route.method} {route.path}"
                 )
-        from eco2.uses import undeclared
+        from eco2.tooling.uses import undeclared
 
         package = root / spec.main_path.rsplit("/", 1)[0]
         for problem in undeclared(package, function.uses):
@@ -167,7 +167,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from eco2.migrate import current, upgrade
+    from eco2.tooling.migrate import current, upgrade
 
     url = args.database_url or os.environ.get("DATABASE_URL", "")
     if not url:
@@ -247,7 +247,7 @@ def cmd_manifests(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from eco2.build import build_context, build_image
+    from eco2.tooling.build import build_context, build_image
 
     root, project = _project(args)
     spec = project.get(args.function)
@@ -261,8 +261,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from eco2.build import build_image
-    from eco2.deploy import deploy, resolve
+    from eco2.tooling.build import build_image
+    from eco2.tooling.deploy import deploy, resolve
 
     root, project = _project(args)
     spec = project.get(args.function)
@@ -276,7 +276,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from eco2.deploy import rollback
+    from eco2.tooling.deploy import rollback
 
     _, project = _project(args)
     project.get(args.function)  # an unknown name fails before the cluster is asked
@@ -284,7 +284,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from eco2.deploy import describe
+    from eco2.tooling.deploy import describe
 
     _, project = _project(args)
     project.get(args.function)  # an unknown name fails before the cluster is asked
@@ -292,7 +292,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_changed(args: argparse.Namespace) -> int:
-    from eco2.changed import changed
+    from eco2.tooling.changed import changed
 
     root, _ = _project(args)
     found = changed(root, args.since)
@@ -308,8 +308,8 @@ def cmd_changed(args: argparse.Namespace) -> int:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from eco2 import lock
-    from eco2.build import all_uses
+    from eco2.tooling import lock
+    from eco2.tooling.build import all_uses
 
     root, project = _project(args)
     wanted = lock.compute(root, all_uses(project))
@@ -465,7 +465,7 @@ def _one_line(problem: str) -> str:
 
 def explain(exc: BaseException, command: str) -> tuple[int, list[str]]:
     """The exit code and the line(s) `eco2 <command>` prints for a failure: the problem and the way out."""
-    from eco2.settings import mask_url
+    from eco2.core.settings import mask_url
 
     me = f"eco2 {command}"
     if isinstance(exc, funcyaml.FuncYamlError):  # a YAML error's source excerpt becomes its position
@@ -477,9 +477,9 @@ def explain(exc: BaseException, command: str) -> tuple[int, list[str]]:
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRAS:
         extra = EXTRAS[(exc.name or "").split(".")[0]]
         return 2, [f"{me}: needs {exc.name}, which is not installed: pip install -e '.[{extra}]'"]
-    if _is(exc, "eco2.dev", "DevError"):
+    if _is(exc, "eco2.tooling.dev", "DevError"):
         return 1, [f"{me}: {exc}"]
-    if _is(exc, "eco2.migrate", "MigrateError"):
+    if _is(exc, "eco2.tooling.migrate", "MigrateError"):
         return 1, [f"{me}: {exc} (is it running? check DATABASE_URL or --database-url)"]
     if _is(exc, "kubernetes.config.config_exception", "ConfigException"):
         where = os.environ.get("KUBECONFIG") or "~/.kube/config"

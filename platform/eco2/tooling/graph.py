@@ -19,12 +19,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from eco2.funcyaml import FunctionSpec
+from eco2.core.funcyaml import FunctionSpec
 
 # import name prefix -> folder holding it, relative to the project root
 SOURCE_ROOTS = {"eco2": Path("platform"), "functions": Path("."), "eventing": Path(".")}
 FRAMEWORK = ("eco2", "eventing")
-SERVER = "eco2.server"
+SERVER = "eco2.serving.server"
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".md")
 SKIPPED_NAMES = ("__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 
@@ -128,7 +128,7 @@ def sources(root: Path, spec: FunctionSpec) -> SourceSet:
     """The project files `spec`'s image holds: the framework layer and the function's own layer."""
     main = spec.main_path
     module = spec.module.split(":")[0]
-    # the container's command (`python -m eco2.server <main.py>`), the module func.yaml names, main.py's imports
+    # the container's command (`python -m eco2.serving.server <main.py>`), the module func.yaml names, main.py's imports
     entries = [SERVER, module, *(_imports(root / main, main[:-3].replace("/", ".")))]
     modules = reached_modules(root, entries)
     files: set[Path] = {root / main, *modules.values()}

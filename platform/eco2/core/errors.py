@@ -1,5 +1,5 @@
 """The one error taxonomy. Domain code raises these kinds of failure; they say what went wrong
-(`code`, `detail`), never how a transport shows it: `eco2.runtime.STATUS` maps them to HTTP in one
+(`code`, `detail`), never how a transport shows it: `eco2.core.runtime.STATUS` maps them to HTTP in one
 place.
 
 Every error answers `{"detail": "<human message>", "code": "<UPPER_SNAKE_CODE>"}`. Anything that is

@@ -2,7 +2,7 @@
 
 For each function, at REF (read from git) and in the work tree, a fingerprint of what goes into
 its image and its Knative objects: the content of every project file its import graph reaches
-(its own code, the shared code it imports, the framework modules; eco2.graph), its lock file, and
+(its own code, the shared code it imports, the framework modules; eco2.tooling.graph), its lock file, and
 its func.yaml entry with the project defaults applied. A function is listed when any of the three
 differs, or when it is new. Folder names play no part: a change to functions/common lists only
 the functions that import the changed module.
@@ -19,9 +19,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from eco2 import funcyaml
-from eco2.graph import sources
-from eco2.lock import lock_path
+from eco2.core import funcyaml
+from eco2.tooling.graph import sources
+from eco2.tooling.lock import lock_path
 
 TRACKED = ("platform", "functions", "eventing", "locks", "func.yaml")
 

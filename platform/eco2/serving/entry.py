@@ -2,7 +2,7 @@
 
 Each `functions/<name>/main.py` is two lines:
 
-    from eco2.entry import target
+    from eco2.serving.entry import target
     handle = target("functions.users.app:fn")
 
 Settings are read (and checked) when the module loads, so a misconfigured container fails before
@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from eco2.function import Function
+from eco2.core.function import Function
 
 if TYPE_CHECKING:
     from flask import Request
@@ -33,24 +33,24 @@ def import_function(ref: str) -> Function:
 
 
 def target(ref: str) -> Callable[[Request], Response]:
-    from eco2 import logs
-    from eco2.runtime import Runtime
-    from eco2.settings import Settings
+    from eco2.core import logs
+    from eco2.core.runtime import Runtime
+    from eco2.core.settings import Settings
 
     function = import_function(ref)
     settings = Settings.from_env(uses=function.uses, service_name=function.name)
     config = None
     if function.config is not None:
-        from eco2.settings import read_section
+        from eco2.core.settings import read_section
 
         config = read_section(function.config)
     logs.configure(function.name, settings.log_level)
-    from eco2.clients import Clients
+    from eco2.serving.clients import Clients
 
     # the composition root of one function: wired here, built after the fork (Runtime.start)
     runtime = Runtime(function, settings, Clients(settings, function.uses), config=config)
     if function.events:
-        from eco2.ce import dispatch
+        from eco2.events.ingress import dispatch
 
         runtime.event_ingress = dispatch
 

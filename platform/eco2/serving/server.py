@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flask import Flask
 
-    from eco2.funcyaml import FunctionSpec
-    from eco2.runtime import Runtime
+    from eco2.core.funcyaml import FunctionSpec
+    from eco2.core.runtime import Runtime
 
 _env_lock = threading.Lock()
 
@@ -36,7 +36,7 @@ def container_env(spec: FunctionSpec, environ: Mapping[str, str]) -> dict[str, s
     """The environment the function's container would get: func.yaml literals, `{{ env:VAR }}`
     resolved from `environ`; secrets and config maps only exist in the cluster, so locally their
     variables come from `environ`. The caller's environment wins over func.yaml literals."""
-    from eco2.funcyaml import TEMPLATE_RE
+    from eco2.core.funcyaml import TEMPLATE_RE
 
     out: dict[str, str] = {}
     for name, value in spec.env.items():
@@ -68,9 +68,9 @@ def load_source(source: Path, root: Path, env: Mapping[str, str] | None = None) 
         app = functions_framework.create_app(target="handle", source=str(source), signature_type="http")  # type: ignore[no-untyped-call]
         module = sys.modules[source.stem]
     runtime: Runtime = module.handle.runtime
-    from eco2.aio import is_asgi
+    from eco2.serving.aio import is_asgi
 
-    if is_asgi(app):  # an async function (eco2.aio): functions-framework built a Starlette app
+    if is_asgi(app):  # an async function (eco2.serving.aio): functions-framework built a Starlette app
         return app, runtime
     app.config["MAX_CONTENT_LENGTH"] = None  # bounded below, before Flask reads anything
     app.wsgi_app = BodyLimit(app.wsgi_app, runtime.body_cap())
@@ -131,13 +131,13 @@ def serve(source: Path, root: Path, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The container's command: `python -m eco2.server functions/<name>/main.py`.
+    """The container's command: `python -m eco2.serving.server functions/<name>/main.py`.
 
     Knative sets the environment (from the rendered Service) and $PORT; nothing reads func.yaml here.
     """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        raise SystemExit("usage: python -m eco2.server functions/<name>/main.py")
+        raise SystemExit("usage: python -m eco2.serving.server functions/<name>/main.py")
     source = Path(args[0]).resolve()
     root = Path(os.environ.get("ECO2_ROOT", Path.cwd())).resolve()
     serve(source, root, os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8080")))

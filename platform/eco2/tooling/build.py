@@ -1,8 +1,8 @@
-"""`eco2 build <fn>`: the function's OCI image (eco2.image), or `--context`: a Dockerfile build context.
+"""`eco2 build <fn>`: the function's OCI image (eco2.tooling.image), or `--context`: a Dockerfile build context.
 
 Either holds only that function, the framework and the libraries its `uses` need (a function that
-never touches S3 has no boto3 in its image), pinned by its lock (`locks/<fn>.txt`, eco2.lock), and
-starts as Knative expects: `python -m eco2.server <main.py>` on $PORT.
+never touches S3 has no boto3 in its image), pinned by its lock (`locks/<fn>.txt`, eco2.tooling.lock), and
+starts as Knative expects: `python -m eco2.serving.server <main.py>` on $PORT.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from eco2.entry import import_function
-from eco2.funcyaml import FunctionSpec, FuncYaml
+from eco2.core.funcyaml import FunctionSpec, FuncYaml
+from eco2.serving.entry import import_function
 
 
 def function_uses(spec: FunctionSpec) -> tuple[str, ...]:
@@ -19,8 +19,8 @@ def function_uses(spec: FunctionSpec) -> tuple[str, ...]:
 
 
 def requirements(root: Path, uses: tuple[str, ...]) -> list[str]:
-    """The project requirements a function with these `uses` needs (see eco2.lock)."""
-    from eco2.lock import roots
+    """The project requirements a function with these `uses` needs (see eco2.tooling.lock)."""
+    from eco2.tooling.lock import roots
 
     return roots(root, uses)
 
@@ -41,7 +41,7 @@ COPY . .
 RUN python -m compileall -q /app && useradd --uid 10001 --no-create-home eco2
 USER 10001
 EXPOSE 8080
-CMD ["python", "-m", "eco2.server", "{spec.main_path}"]
+CMD ["python", "-m", "eco2.serving.server", "{spec.main_path}"]
 """
 
 
@@ -61,7 +61,7 @@ def build_context(root: Path, spec: FunctionSpec, out: Path | None = None) -> Pa
     if (root / "functions" / "__init__.py").exists():
         shutil.copy2(root / "functions" / "__init__.py", out / "functions" / "__init__.py")
     shutil.copy2(root / "func.yaml", out / "func.yaml")
-    from eco2.lock import lock_path
+    from eco2.tooling.lock import lock_path
 
     locked = lock_path(root, spec.name)
     if locked.is_file():  # the function's lock: the same pins as `eco2 build`'s image
@@ -86,9 +86,9 @@ def build_image(
     import json
     import sys
 
-    from eco2 import image
-    from eco2.progress import step
-    from eco2.registry import RegistryError
+    from eco2.tooling import image
+    from eco2.tooling.progress import step
+    from eco2.tooling.registry import RegistryError
 
     try:
         with step(f"{spec.name}: build (base image, deps, code layers)"):

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from eco2.errors import Unauthorized
+from eco2.core.errors import Unauthorized
 
 if TYPE_CHECKING:
     import redis
     from flask import Request
     from sqlalchemy.orm import Session
 
-    from eco2.clients import Clients
-    from eco2.settings import Settings
-    from eco2.tokens import TokenClaims
+    from eco2.core.settings import Settings
+    from eco2.core.tokens import TokenClaims
+    from eco2.serving.clients import Clients
 
 T = TypeVar("T")
 

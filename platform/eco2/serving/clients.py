@@ -11,17 +11,17 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from eco2.embedded import MEMORY_URL
-from eco2.settings import Settings
+from eco2.core.embedded import MEMORY_URL
+from eco2.core.settings import Settings
 
 if TYPE_CHECKING:
     import redis
 
-    from eco2.db import Database
-    from eco2.tokens import TokenCodec
-    from eventing.publisher import Events
+    from eco2.core.db import Database
+    from eco2.core.tokens import TokenCodec
+    from eco2.events.publisher import Events
 
-log = logging.getLogger("eco2.clients")
+log = logging.getLogger("eco2.serving.clients")
 
 
 class Clients:
@@ -51,7 +51,7 @@ class Clients:
         return client
 
     def _build_db(self) -> Database:
-        from eco2.db import Database
+        from eco2.core.db import Database
 
         database = Database(self.settings.database_url.get(), pool_size=self.settings.database_pool_size)
         self._closers.append(database.close)
@@ -60,7 +60,7 @@ class Clients:
     def _build_redis(self) -> redis.Redis:
         url = self.settings.redis_url.get()
         if url.startswith(MEMORY_URL):
-            from eco2.embedded import redis_client
+            from eco2.core.embedded import redis_client
 
             client: redis.Redis = redis_client(url)
         else:
@@ -82,7 +82,7 @@ class Clients:
         return client
 
     def _build_jwt(self) -> TokenCodec:
-        from eco2.tokens import TokenCodec
+        from eco2.core.tokens import TokenCodec
 
         return TokenCodec(self.settings)
 
@@ -116,13 +116,13 @@ class Clients:
         return client
 
     def _build_events(self) -> Events:
+        from eco2.events.publisher import Events, make_publisher
         from eventing.catalogue import CATALOGUE
-        from eventing.publisher import Events, make_publisher
 
         publisher = make_publisher(self.settings)
         relay = None
         if "db" in self.uses:
-            from eventing.outbox import Relay
+            from eco2.events.outbox import Relay
 
             relay = Relay(self.db, publisher)
             relay.start()

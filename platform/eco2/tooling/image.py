@@ -13,7 +13,7 @@ Every `.py` is precompiled in a fresh interpreter, one process, in sorted order,
 in-image path. Tar entries are sorted, owned by 0:0 with no user names, dated SOURCE_DATE_EPOCH
 (default 0); gzip headers carry no name and no time. The config and the manifest are canonical
 JSON. The image runs as the non-root user 10001 the command Knative runs
-(`python -m eco2.server functions/<fn>/main.py`, as the rendered Service's `command`), and is
+(`python -m eco2.serving.server functions/<fn>/main.py`, as the rendered Service's `command`), and is
 labelled `org.opencontainers.image.source` / `.revision`.
 """
 
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from eco2 import lock as locks
-from eco2.funcyaml import FunctionSpec
-from eco2.graph import SourceSet, sources
-from eco2.registry import OCI_MANIFEST, Reference, Registry, RegistryError, sha256
+from eco2.core.funcyaml import FunctionSpec
+from eco2.tooling import lock as locks
+from eco2.tooling.graph import SourceSet, sources
+from eco2.tooling.registry import OCI_MANIFEST, Reference, Registry, RegistryError, sha256
 
 APP = "app"  # in-image root, /app
 USER = "10001:10001"
@@ -323,7 +323,7 @@ def image_config(
     config = {
         **{k: v for k, v in base.items() if k not in ("Env", "Cmd", "Entrypoint", "User", "WorkingDir", "Labels")},
         "Env": env,
-        "Cmd": ["python", "-m", "eco2.server", spec.main_path],
+        "Cmd": ["python", "-m", "eco2.serving.server", spec.main_path],
         "User": USER,
         "WorkingDir": f"/{APP}",
         "ExposedPorts": {"8080/tcp": {}},

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from eco2.funcyaml import FuncYaml
+from eco2.core.funcyaml import FuncYaml
 
 FIELD_MANAGER = "eco2"
 ROLLBACK_MANAGER = "eco2-rollback"
@@ -269,7 +269,7 @@ def deploy(
     service = next(o for o in objects if o["kind"] == "Service")
     before = kube.find(service)
     previous = serving(before.get("status", {})) if before else None
-    from eco2.progress import step
+    from eco2.tooling.progress import step
 
     with step(f"{function}: apply {len(objects)} objects"):
         for line in apply_function(kube, objects, function):
@@ -292,7 +292,7 @@ def deploy(
 
 def resolve(reference: str) -> str | None:
     """`--image REF`: the reference pinned by digest (a tag is looked up in its registry)."""
-    from eco2.registry import Reference, Registry, RegistryError
+    from eco2.tooling.registry import Reference, Registry, RegistryError
 
     try:
         ref = Reference.parse(reference)

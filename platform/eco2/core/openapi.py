@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
-from eco2.function import Function, Route
+from eco2.core.function import Function, Route
 
 REF = "#/components/schemas/{model}"
 ERROR_SCHEMA = {

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
-    from eco2.settings import Settings
+    from eco2.core.settings import Settings
 
 
 class PublishError(RuntimeError):
@@ -60,7 +60,7 @@ class Events:
         source = spec.source if spec is not None else f"/eco2/{function}"
         message = make_message(event_type, data, source=source, subject=subject, event_id=event_id)
         if session is not None:
-            from eventing.outbox import add
+            from eco2.events.outbox import add
 
             add(session, message)
         else:
@@ -112,9 +112,9 @@ def make_publisher(settings: Settings) -> Publisher:
         return HttpPublisher(settings.broker_url)
     url = settings.rabbitmq_url.get()
     if url.startswith("memory://"):
-        from eventing.memory import broker
+        from eco2.events.memory import MemoryPublisher
 
-        return broker(url).publisher
-    from eventing.rabbitmq import AmqpPublisher
+        return MemoryPublisher(url)
+    from eco2.events.amqp import AmqpPublisher
 
     return AmqpPublisher(url, settings.broker_name)

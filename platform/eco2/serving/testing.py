@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from werkzeug.test import TestResponse
 
-from eco2 import funcyaml
-from eco2.server import container_env, create_app
+from eco2.core import funcyaml
+from eco2.serving.server import container_env, create_app
 
 
 class FunctionClient:

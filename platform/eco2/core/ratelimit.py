@@ -20,16 +20,16 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from eco2 import errors
+from eco2.core import errors
 
 if TYPE_CHECKING:
     from flask import Request
 
-    from eco2.clients import Clients
-    from eco2.function import Route
-    from eco2.settings import Settings
+    from eco2.core.function import Route
+    from eco2.core.settings import Settings
+    from eco2.serving.clients import Clients
 
-log = logging.getLogger("eco2.ratelimit")
+log = logging.getLogger("eco2.core.ratelimit")
 
 
 class RateLimited(errors.TooManyRequests):
@@ -88,7 +88,7 @@ def client_address(request: Request, hops: int) -> str:
 def _storage(clients: Clients, settings: Settings) -> Any:
     from limits.storage import MemoryStorage, RedisStorage
 
-    from eco2.embedded import MEMORY_URL
+    from eco2.core.embedded import MEMORY_URL
 
     url = settings.redis_url.get()
     if not url or url.startswith(MEMORY_URL):

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
-from eco2 import errors
-from eco2.context import Context, Event, OutEvent
+from eco2.core import errors
+from eco2.core.context import Context, Event, OutEvent
 
 if TYPE_CHECKING:
     from flask import Request
 
-    from eco2.runtime import Runtime
+    from eco2.core.runtime import Runtime
 
 log = logging.getLogger("eco2.events")
 _CORE = {"id", "source", "type", "specversion", "datacontenttype", "dataschema", "subject", "time", "data"}
@@ -76,7 +76,7 @@ def dispatch(runtime: Runtime, request: Request, request_id: str) -> Response:
             data = handler.data.model_validate(data if data is not None else {})
         except ValidationError as exc:
             metrics.labels(name, event_type, "rejected").inc()
-            from eco2.runtime import describe_validation
+            from eco2.core.runtime import describe_validation
 
             raise InvalidEvent(
                 f"Invalid data for {event_type}: {describe_validation(exc)}", "INVALID_EVENT_DATA"
@@ -129,7 +129,7 @@ def _record_in_transaction(ctx: Context, event: Event[Any]) -> bool:
     the outbox instead of replying.)"""
     from sqlalchemy.exc import IntegrityError
 
-    from eventing.outbox import processed_events
+    from eco2.events.outbox import processed_events
 
     try:
         with ctx.db.begin_nested():

@@ -19,23 +19,23 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.wrappers import Response
 
-from eco2 import errors
-from eco2.context import Context
-from eco2.function import Function, Route
-from eco2.logs import function_var, request_id_var
-from eco2.metrics import Metrics
-from eco2.security import ACCESS_COOKIE, bearer
+from eco2.core import errors
+from eco2.core.context import Context
+from eco2.core.function import Function, Route
+from eco2.core.logs import function_var, request_id_var
+from eco2.core.metrics import Metrics
+from eco2.core.security import ACCESS_COOKIE, bearer
 
 if TYPE_CHECKING:
     from flask import Request
 
-    from eco2.clients import Clients
-    from eco2.ratelimit import RateLimiter
-    from eco2.settings import Settings
+    from eco2.core.ratelimit import RateLimiter
+    from eco2.core.settings import Settings
+    from eco2.serving.clients import Clients
 
     EventIngress = Callable[["Runtime", Request, str], Response]
 
-log = logging.getLogger("eco2.runtime")
+log = logging.getLogger("eco2.core.runtime")
 PROCESS_STARTED = time.time()
 MAX_BODY = 1024 * 1024  # default per route; a route may declare its own `max_body`
 EVENT_PATH = "/"  # the private event path: Triggers deliver here, no public route reaches it
@@ -102,7 +102,7 @@ def unavailable_backend(exc: BaseException) -> str | None:
     sa_exc = sys.modules.get("sqlalchemy.exc")
     if sa_exc is not None and isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
         return "database"
-    publisher = sys.modules.get("eventing.publisher")
+    publisher = sys.modules.get("eco2.events.publisher")
     pika_exc = sys.modules.get("pika.exceptions")
     if (publisher is not None and isinstance(exc, publisher.PublishError)) or (
         pika_exc is not None and isinstance(exc, pika_exc.AMQPError)
@@ -118,7 +118,7 @@ def describe_validation(exc: ValidationError, where: str = "body") -> str:
 
 class Runtime:
     """Serves one function over WSGI. It is handed everything it uses (composition in
-    `eco2.entry`): the clients, the function's settings section, and the event ingress that
+    `eco2.serving.entry`): the clients, the function's settings section, and the event ingress that
     dispatches CloudEvents on the private event path (None: the function takes no events)."""
 
     def __init__(
@@ -250,12 +250,12 @@ class Runtime:
             body = {"status": "ok" if ready else "unavailable", "function": self.function.name, "checks": checks}
             return json_response(body, 200 if ready else 503)
         if path == "/metrics":
-            from eco2.metrics import CONTENT_TYPE
+            from eco2.core.metrics import CONTENT_TYPE
 
             return Response(self.metrics.render(), content_type=CONTENT_TYPE)
         if path == "/openapi.json":
             if self._openapi is None:
-                from eco2.openapi import document
+                from eco2.core.openapi import document
 
                 self._openapi = json.dumps(document([self.function]), ensure_ascii=False).encode()
             return Response(self._openapi, content_type="application/json")
@@ -268,7 +268,7 @@ class Runtime:
 
     # -- HTTP routes ----------------------------------------------------------------------------
     def authenticate(self, request: Request) -> Any:
-        from eco2.security import verify
+        from eco2.core.security import verify
 
         token = request.cookies.get(ACCESS_COOKIE) or bearer(request.headers.get("Authorization"))
         return verify(self.clients.tokens, self.clients.redis, token, "access")
@@ -308,7 +308,7 @@ class Runtime:
 
     @functools.cached_property
     def limiter(self) -> RateLimiter:
-        from eco2.ratelimit import RateLimiter
+        from eco2.core.ratelimit import RateLimiter
 
         return RateLimiter(self.function.name, self.clients, self.settings)
 

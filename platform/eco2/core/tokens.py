@@ -21,8 +21,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from eco2.errors import Unauthorized
-from eco2.settings import Settings
+from eco2.core.errors import Unauthorized
+from eco2.core.settings import Settings
 
 TokenType = Literal["access", "refresh"]
 _CACHE_SIZE = 4096  # verified signatures kept per process; claims (exp, type, ...) are re-checked every time
