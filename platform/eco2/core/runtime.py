@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.wrappers import Response
 
-from eco2.core import errors
+from eco2.core import cors, errors
 from eco2.core.context import Context
 from eco2.core.function import Function, Route
 from eco2.core.logs import function_var, request_id_var
@@ -40,8 +40,6 @@ PROCESS_STARTED = time.time()
 MAX_BODY = 1024 * 1024  # default per route; a route may declare its own `max_body`
 EVENT_PATH = "/"  # the private event path: Triggers deliver here, no public route reaches it
 PUBLIC_INGRESS_HEADER = "X-Eco2-Ingress"  # set to "public" by the VirtualServices and the dev gateway
-CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
-CORS_HEADERS = "Content-Type, X-Frontend-Origin, Last-Event-ID, X-Idempotency-Key"
 _REQUEST_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -361,21 +359,12 @@ class Runtime:
 
     # -- CORS -----------------------------------------------------------------------------------
     def _preflight(self, request: Request) -> Response:
-        origin = request.headers.get("Origin", "")
-        if origin not in self._origins:
-            raise errors.Forbidden("This origin is not allowed.", "ORIGIN_NOT_ALLOWED")
         response = Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
-        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
-        response.headers["Access-Control-Max-Age"] = "600"
+        response.headers.update(cors.preflight_headers(self._origins, request.headers.get("Origin")))
         return response
 
     def _cors(self, request: Request, response: Response) -> None:
-        origin = request.headers.get("Origin")
-        if origin and origin in self._origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
+        response.headers.update(cors.response_headers(self._origins, request.headers.get("Origin")))
         response.headers.add("Vary", "Origin")
 
 

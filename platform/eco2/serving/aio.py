@@ -6,7 +6,7 @@ connections; this is its runtime, the async counterpart of `Runtime.handle`, wit
 contract and the same pure pieces:
 
 - request id (`X-Request-ID` kept when well formed, else made) on every response and log line;
-- CORS exactly as `eco2.core.runtime` does it (`CORS_METHODS` / `CORS_HEADERS`, exact origins,
+- CORS exactly as `eco2.core.runtime` does it (`eco2.core.cors`, exact origins,
   credentials, preflights refused for other origins);
 - `/health/liveness`, `/health/readiness` (pings Redis), `/metrics`, `/openapi.json`;
 - the access token from the `s_access` cookie or `Authorization: Bearer`, checked by
@@ -427,22 +427,16 @@ class AsyncRuntime:
     def _preflight(self, request: Request) -> Response:
         from starlette.responses import Response
 
-        from eco2.core.runtime import CORS_HEADERS, CORS_METHODS
+        from eco2.core import cors
 
-        if request.headers.get("Origin", "") not in self._origins:
-            raise errors.Forbidden("This origin is not allowed.", "ORIGIN_NOT_ALLOWED")
         response = Response(status_code=204)
-        response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
-        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
-        response.headers["Access-Control-Max-Age"] = "600"
+        response.headers.update(cors.preflight_headers(self._origins, request.headers.get("Origin")))
         return response
 
     def _cors(self, request: Request, response: Response) -> None:
-        origin = request.headers.get("Origin")
-        if origin and origin in self._origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
+        from eco2.core import cors
+
+        response.headers.update(cors.response_headers(self._origins, request.headers.get("Origin")))
         response.headers.append("Vary", "Origin")
 
 
@@ -450,18 +444,9 @@ def target(ref: str) -> Callable[[Request], Awaitable[Response]]:
     """The functions-framework ASGI target of an async function (see the module docstring)."""
     import functions_framework.aio
 
-    from eco2.core import logs
-    from eco2.core.settings import Settings
-    from eco2.serving.entry import import_function
+    from eco2.serving.entry import configure
 
-    function = import_function(ref)
-    settings = Settings.from_env(uses=function.uses, service_name=function.name)
-    config = None
-    if function.config is not None:
-        from eco2.core.settings import read_section
-
-        config = read_section(function.config)
-    logs.configure(function.name, settings.log_level)
+    function, settings, config = configure(ref)
     runtime = AsyncRuntime(function, settings, config, getattr(config, "redis_pool_size", 20))
 
     async def handle(request: Request) -> Response:

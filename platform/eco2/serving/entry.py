@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eco2.core.function import Function
 
 if TYPE_CHECKING:
     from flask import Request
     from werkzeug.wrappers import Response
+
+    from eco2.core.settings import Settings
 
 
 def import_function(ref: str) -> Function:
@@ -32,19 +34,23 @@ def import_function(ref: str) -> Function:
     return function
 
 
-def target(ref: str) -> Callable[[Request], Response]:
+def configure(ref: str) -> tuple[Function, Settings, Any]:
+    """Import the function, read its settings and its own section (every problem listed at once,
+    before anything listens) and set up the JSON logs: what both targets (WSGI, ASGI) start with."""
     from eco2.core import logs
-    from eco2.core.runtime import Runtime
-    from eco2.core.settings import Settings
+    from eco2.core.settings import Settings, read_section
 
     function = import_function(ref)
     settings = Settings.from_env(uses=function.uses, service_name=function.name)
-    config = None
-    if function.config is not None:
-        from eco2.core.settings import read_section
-
-        config = read_section(function.config)
+    config = read_section(function.config) if function.config is not None else None
     logs.configure(function.name, settings.log_level)
+    return function, settings, config
+
+
+def target(ref: str) -> Callable[[Request], Response]:
+    from eco2.core.runtime import Runtime
+
+    function, settings, config = configure(ref)
     from eco2.serving.clients import Clients
 
     # the composition root of one function: wired here, built after the fork (Runtime.start)

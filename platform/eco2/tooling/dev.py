@@ -220,23 +220,21 @@ class Gateway:
         browser shows the 404 rather than a CORS error."""
         payload = json.dumps(body, ensure_ascii=False).encode()
         reason = {200: "OK", 204: "No Content", 404: "Not Found", 503: "Service Unavailable"}[status]
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), ("Vary", "Origin")]
-        origin = environ.get("HTTP_ORIGIN", "")
-        if origin in self.origins:
-            headers += [
-                ("Access-Control-Allow-Origin", origin),
-                ("Access-Control-Allow-Credentials", "true"),
-                ("Access-Control-Expose-Headers", "X-Request-ID, Retry-After"),
-            ]
-            if environ.get("REQUEST_METHOD") == "OPTIONS" and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
-                from eco2.core.runtime import CORS_HEADERS, CORS_METHODS
+        from eco2.core import cors
 
-                headers += [
-                    ("Access-Control-Allow-Methods", CORS_METHODS),
-                    ("Access-Control-Allow-Headers", CORS_HEADERS),
-                ]
-                start_response("204 No Content", headers[2:])
-                return []
+        origin = environ.get("HTTP_ORIGIN", "")
+        allowed = list(cors.response_headers(self.origins, origin).items())
+        if allowed and environ.get("REQUEST_METHOD") == "OPTIONS" and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
+            start_response(
+                "204 No Content", [("Vary", "Origin"), *allowed, *cors.preflight_headers(self.origins, origin).items()]
+            )
+            return []
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(payload))),
+            ("Vary", "Origin"),
+            *allowed,
+        ]
         start_response(f"{status} {reason}", headers)
         return [payload]
 
