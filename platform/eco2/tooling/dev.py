@@ -68,7 +68,7 @@ def dev_env(root: Path, host: str, port: int, environ: Mapping[str, str]) -> tup
                 " (loopback only, no credential checks: for this machine; nothing kept on exit)"
             )
         else:
-            backends["s3"] = "none: set S3_ENDPOINT_URL, or install moto[server] for an embedded one"
+            backends["s3"] = "none: set S3_ENDPOINT_URL, or pip install -e '.[app]' for an embedded one (moto's S3)"
     else:
         backends["s3"] = f"{env['S3_ENDPOINT_URL']} bucket {env.get('S3_BUCKET', 'eco2-images')}"
     if env.get("OPENAI_API_KEY"):
@@ -102,7 +102,7 @@ def dev_secret(data: Path) -> str:
 
 
 def embedded_s3(bucket: str, origins: str = DEFAULT_ORIGINS) -> str | None:
-    """An in-process S3-compatible server (moto, a dev dependency) with the bucket created.
+    """An in-process S3-compatible server (moto's S3, the `app` extra) with the bucket created.
 
     For one's own machine only: it listens on 127.0.0.1, browsers may PUT/GET only from the
     web app's origins (CORS), and like every moto server it checks no credentials (anyone who can
