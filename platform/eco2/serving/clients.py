@@ -15,6 +15,8 @@ from eco2.core.embedded import MEMORY_URL
 from eco2.core.settings import Settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from openai import OpenAI
     import redis
 
     from eco2.core.db import Database
@@ -148,12 +150,13 @@ class Clients:
         return self._get("events")  # type: ignore[no-any-return]
 
     @property
-    def s3(self) -> Any:
-        return self._get("s3")
+    def s3(self) -> S3Client:
+        return self._get("s3")  # type: ignore[no-any-return]
 
     @property
-    def openai(self) -> Any:
-        return self._get("openai")
+    def openai(self) -> OpenAI | None:
+        """None when no OPENAI_API_KEY is set: functions answer offline and say so."""
+        return self._get("openai")  # type: ignore[no-any-return]
 
     # -- readiness and shutdown -----------------------------------------------------------------
     def check(self) -> dict[str, str]:
