@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -409,33 +409,59 @@ def _schedule_objects(spec: FunctionSpec, broker: str) -> list[dict[str, Any]]:
     return out
 
 
-def virtual_service(spec: FunctionSpec, *, public_host: str, cluster_domain: str = "cluster.local") -> dict[str, Any]:
+def path_regex(template: str) -> str:
+    """`/api/v1/scan/{job_id}/events` -> `^/api/v1/scan/[^/]+/events$` (one segment per parameter)."""
+    return "^" + re.sub(r"\\\{[a-z_][a-z0-9_]*\\\}", "[^/]+", re.escape(template)) + "$"
+
+
+def _public_rule(matches: list[dict[str, Any]], authority: str) -> dict[str, Any]:
+    return {
+        "match": matches,
+        "rewrite": {"authority": authority},
+        # marks what came from the internet; the runtime and the AuthorizationPolicy refuse events
+        # that carry it (a client cannot remove a header set here)
+        "headers": {"request": {"set": {PUBLIC_INGRESS_HEADER: "public"}}},
+        "route": [{"destination": {"host": LOCAL_GATEWAY, "port": {"number": 80}}, "weight": 100}],
+    }
+
+
+def inner_routes(spec: FunctionSpec, project: FuncYaml) -> list[tuple[str, FunctionSpec]]:
+    """Other functions' func.yaml `routes` (exact paths) that fall under one of `spec`'s prefixes."""
+    return [
+        (template, other)
+        for other in sorted(project.functions.values(), key=lambda f: f.name)
+        if other.name != spec.name
+        for template in other.routes
+        if any(template.startswith(prefix.rstrip("/") + "/") for prefix in spec.ingress)
+    ]
+
+
+def virtual_service(
+    spec: FunctionSpec,
+    *,
+    public_host: str,
+    cluster_domain: str = "cluster.local",
+    inner: Sequence[tuple[str, FunctionSpec]] = (),
+) -> dict[str, Any]:
     """Routes `<public_host><prefix>` to the function (knative/docs code-samples/serving/knative-routing-go,
     routing-internal.yaml): match the prefix, rewrite the authority to the Knative Service's cluster
-    host, send to the local gateway, which routes by that host."""
-    authority = f"{spec.name}.{spec.namespace}.svc.{cluster_domain}"
+    host, send to the local gateway, which routes by that host. `inner`: exact paths under a prefix
+    that another function serves (the streams function's event paths), matched first *in this
+    VirtualService*: the order of rules within one VirtualService is fixed, while Istio merges the
+    VirtualServices of one host in creation order."""
+    authority = lambda s: f"{s.name}.{s.namespace}.svc.{cluster_domain}"  # noqa: E731
+    rules = [_public_rule([{"uri": {"regex": path_regex(template)}}], authority(other)) for template, other in inner]
+    # `/api/v1/info` itself and everything below `/api/v1/info/`, but not `/api/v1/information`:
+    # Istio's prefix match is a plain string prefix
+    rules += [
+        _public_rule([{"uri": {"exact": prefix}}, {"uri": {"prefix": prefix.rstrip("/") + "/"}}], authority(spec))
+        for prefix in spec.ingress
+    ]
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
         "metadata": _meta(spec.name, spec.namespace, _labels(spec.name)),
-        "spec": {
-            "gateways": [INGRESS_GATEWAY],
-            "hosts": [public_host],
-            "http": [
-                {
-                    # `/api/v1/info` itself and everything below `/api/v1/info/`, but not
-                    # `/api/v1/information`: Istio's prefix match is a plain string prefix, and
-                    # the VirtualServices of one host on one gateway are merged in no fixed order.
-                    "match": [{"uri": {"exact": prefix}}, {"uri": {"prefix": prefix.rstrip("/") + "/"}}],
-                    "rewrite": {"authority": authority},
-                    # marks what came from the internet; the runtime and the AuthorizationPolicy
-                    # refuse events that carry it (a client cannot remove a header set here)
-                    "headers": {"request": {"set": {PUBLIC_INGRESS_HEADER: "public"}}},
-                    "route": [{"destination": {"host": LOCAL_GATEWAY, "port": {"number": 80}}, "weight": 100}],
-                }
-                for prefix in spec.ingress
-            ],
-        },
+        "spec": {"gateways": [INGRESS_GATEWAY], "hosts": [public_host], "http": rules},
     }
 
 
@@ -473,6 +499,7 @@ def _sort_key(obj: Mapping[str, Any]) -> tuple[int, str, str]:
 
 def _function_objects(
     spec: FunctionSpec,
+    project: FuncYaml,
     *,
     broker: str,
     public_host: str,
@@ -485,7 +512,8 @@ def _function_objects(
     out += _triggers(spec, dead_letter_sink)
     out += _schedule_objects(spec, broker)
     if routes and spec.http:
-        out.append(virtual_service(spec, public_host=public_host, cluster_domain=cluster_domain))
+        inner = inner_routes(spec, project)
+        out.append(virtual_service(spec, public_host=public_host, cluster_domain=cluster_domain, inner=inner))
     out.append(authorization_policy(spec))
     return out
 
@@ -531,6 +559,7 @@ def render(
         try:
             objects += _function_objects(
                 spec,
+                project,
                 broker=broker,
                 public_host=public_host,
                 cluster_domain=cluster_domain,
@@ -577,6 +606,7 @@ def render_function(
     `eco2 manifests`."""
     objects = _function_objects(
         project.get(name),
+        project,
         broker=broker,
         public_host=public_host,
         cluster_domain=cluster_domain,

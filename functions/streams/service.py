@@ -34,8 +34,9 @@ The design (measured by tests/benchmarks/bench_streams.py):
   request is a 429 `TOO_MANY_STREAMS`.
 - **Serving.** functions-framework's ASGI mode (Starlette; gunicorn's uvicorn worker in the
   container), runtime `eco2.serving.aio`. Routed by path ahead of the scan and chat prefixes: func.yaml
-  `routes`; in the cluster infra/k8s/base/ingress/virtualservice-streams.yaml (regex matches,
-  created first so Istio evaluates it before the prefix routes); in `eco2 dev` (a WSGI gateway)
+  `routes`; in the cluster the scan and chat VirtualServices hold these two regex rules before
+  their prefix rules (rendered by eventing/manifests.py: the order inside one VirtualService is
+  fixed, whatever the creation order of the VirtualServices); in `eco2 dev` (a WSGI gateway)
   the app runs on a loopback uvicorn in its own thread and the gateway forwards those two paths
   to it through a streaming proxy (`eco2.serving.aio.StreamProxy`: frames pass as they are written; one
   gateway thread per stream, fine for one developer). The scan function keeps its own reader as

@@ -403,15 +403,14 @@ def test_contract(which: str, request: pytest.FixtureRequest) -> None:
         assert visibility == "cluster-local"  # no Knative public host: the VirtualServices are the way in
         if spec.http:
             [route] = routes
-            prefixes = {
-                m["uri"].get("exact") or m["uri"]["prefix"].rstrip("/")
-                for rule in route["spec"]["http"]
-                for m in rule["match"]
-            }
+            own = [r for r in route["spec"]["http"] if not any("regex" in m["uri"] for m in r["match"])]
+            prefixes = {m["uri"].get("exact") or m["uri"]["prefix"].rstrip("/") for rule in own for m in rule["match"]}
             assert prefixes == set(spec.ingress)
-            assert {r["rewrite"]["authority"] for r in route["spec"]["http"]} == {
-                f"{spec.name}.{spec.namespace}.svc.cluster.local"
-            }
+            assert {r["rewrite"]["authority"] for r in own} == {f"{spec.name}.{spec.namespace}.svc.cluster.local"}
+            inner = route["spec"]["http"][: len(route["spec"]["http"]) - len(own)]  # path rules come first
+            assert [r["match"][0]["uri"]["regex"] for r in inner] == [
+                manifests.path_regex(t) for t, _ in manifests.inner_routes(spec, project)
+            ]
         else:
             assert routes == []
 
