@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from flask import Request
     from sqlalchemy.orm import Session
 
+    from eco2.core.ports import ClientSet
     from eco2.core.settings import Settings
     from eco2.core.tokens import TokenClaims
-    from eco2.serving.clients import Clients
 
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ class Context:
         *,
         function: str,
         settings: Settings,
-        clients: Clients,
+        clients: ClientSet,
         request_id: str,
         request: Request | None = None,
         claims: TokenClaims | None = None,

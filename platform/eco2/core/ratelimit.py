@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from flask import Request
 
     from eco2.core.function import Route
+    from eco2.core.ports import ClientSet
     from eco2.core.settings import Settings
-    from eco2.serving.clients import Clients
 
 log = logging.getLogger("eco2.core.ratelimit")
 
@@ -39,7 +39,7 @@ class RateLimited(errors.TooManyRequests):
 
 
 class RateLimiter:
-    def __init__(self, function: str, clients: Clients, settings: Settings) -> None:
+    def __init__(self, function: str, clients: ClientSet, settings: Settings) -> None:
         from limits import parse
         from limits.strategies import SlidingWindowCounterRateLimiter
 
@@ -85,7 +85,7 @@ def client_address(request: Request, hops: int) -> str:
     return chain[-(hops + 1)] if len(chain) > hops else chain[0]
 
 
-def _storage(clients: Clients, settings: Settings) -> Any:
+def _storage(clients: ClientSet, settings: Settings) -> Any:
     from limits.storage import MemoryStorage, RedisStorage
 
     from eco2.core.embedded import MEMORY_URL

@@ -29,9 +29,9 @@ from eco2.core.security import ACCESS_COOKIE, bearer
 if TYPE_CHECKING:
     from flask import Request
 
+    from eco2.core.ports import ClientSet
     from eco2.core.ratelimit import RateLimiter
     from eco2.core.settings import Settings
-    from eco2.serving.clients import Clients
 
     EventIngress = Callable[["Runtime", Request, str], Response]
 
@@ -123,7 +123,7 @@ class Runtime:
         self,
         function: Function,
         settings: Settings,
-        clients: Clients,
+        clients: ClientSet,
         config: Any = None,
         event_ingress: EventIngress | None = None,
     ) -> None:

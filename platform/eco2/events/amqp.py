@@ -155,5 +155,3 @@ class AmqpPublisher:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
-
-

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Column, DateTime, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, Uuid, select
 
 from eco2.events.message import Message
-from eco2.events.publisher import Publisher
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from eco2.core.db import Database
+    from eco2.events.publisher import Publisher
 
 log = logging.getLogger("eco2.outbox")
 metadata = MetaData()

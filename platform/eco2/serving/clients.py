@@ -15,13 +15,13 @@ from eco2.core.embedded import MEMORY_URL
 from eco2.core.settings import Settings
 
 if TYPE_CHECKING:
+    import redis
     from mypy_boto3_s3 import S3Client
     from openai import OpenAI
-    import redis
 
     from eco2.core.db import Database
     from eco2.core.tokens import TokenCodec
-    from eco2.events.publisher import Events
+    from eco2.events.sink import Events
 
 log = logging.getLogger("eco2.serving.clients")
 
@@ -118,7 +118,8 @@ class Clients:
         return client
 
     def _build_events(self) -> Events:
-        from eco2.events.publisher import Events, make_publisher
+        from eco2.events.publisher import make_publisher
+        from eco2.events.sink import Events
         from eventing.catalogue import CATALOGUE
 
         publisher = make_publisher(self.settings)
