@@ -1,8 +1,12 @@
-"""Eventing benchmark (issue: eventing). Real RabbitMQ, the local broker's dispatcher, and a
-function served as its container runs it (gunicorn) whose handler deduplicates and writes once.
+"""Eventing benchmark (issues: eventing, 14). Real RabbitMQ, the local broker's dispatcher, and a
+function served as its container runs it (gunicorn, one worker) whose handler deduplicates and
+writes once; beside it, in the same run, the baseline: a minimal pika consumer (manual ack, the
+same prefetch; _baseline/consumer.py) posting each message to a bare functions-framework function
+doing the same Redis work (_baseline/sink.py).
 
-Prints events/s and p50/p99 publish->handler latency for 10,000 events at parallelism 1 and 10
-(published as fast as confirms allow), then p50/p99 at a fixed offered rate of 500 events/s.
+Prints events/s draining 10,000 queued events (`--quick`: 2,000) at parallelism 1 and 10, each as
+a ratio to the baseline (goal ≥ 0.8x), then p50/p99 publish->handler with events offered at half
+of the capacity the local broker measured in this run (goal p99 < 50 ms), the baseline beside it.
 Anchor: Knative eventing-rabbitmq's published figures, ~750 events/s per Trigger at parallelism 1
 and ~1,000 events/s at 1-3 ms with parallelism 100 (GKE).
 """
@@ -64,9 +68,25 @@ def publish_all(name: str, total: int, rate: float | None, threads: int = 4) -> 
     return time.time() - started
 
 
-def run(port: int, parallelism: int, total: int, rate: float | None) -> str:
+class Outcome:
+    def __init__(self, seen: int, total: int, seconds: float, latencies: list[float]) -> None:
+        self.seen, self.total, self.seconds, self.latencies = seen, total, seconds, latencies
+
+    @property
+    def rate(self) -> float:
+        return self.seen / self.seconds if self.seconds else 0.0
+
+    def line(self, label: str) -> str:
+        return (
+            f"{label:<44} {self.rate:7.0f} events/s  publish->handler p50 {pct(self.latencies, 50):7.2f} ms "
+            f"p99 {pct(self.latencies, 99):8.2f} ms  ({self.seen}/{self.total} in {self.seconds:.1f} s)"
+        )
+
+
+def run(port: int, parallelism: int, total: int, rate: float | None, baseline: bool = False) -> Outcome:
     """rate=None: the queue is filled first, then drained (dispatch throughput);
-    rate=R: events are offered at R/s while the dispatcher runs (publish->handler latency)."""
+    rate=R: events are offered at R/s while the dispatcher runs (publish->handler latency).
+    baseline: the minimal pika consumer dispatches instead of the local broker."""
     r = redis_lib.Redis.from_url(REDIS, decode_responses=True)
     r.flushdb()
     name = f"bench{uuid.uuid4().hex[:6]}"
@@ -78,23 +98,47 @@ def run(port: int, parallelism: int, total: int, rate: float | None) -> str:
         parallelism=parallelism,
     )
     broker = RabbitBroker(RABBIT, [trigger], broker=name)
-    broker.setup()
+    broker.setup()  # the exchange, the Trigger's queue and its binding: the baseline consumes the same queue
+    consumer: subprocess.Popen[bytes] | None = None
+
+    def begin() -> None:
+        nonlocal consumer
+        if not baseline:
+            broker.start()
+            broker.wait_connected()
+            return
+        consumer = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "_baseline" / "consumer.py"),
+                RABBIT,
+                Names(name).queue("sink"),
+                f"http://127.0.0.1:{port}/",
+                str(parallelism),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert consumer.stdout is not None
+        consumer.stdout.readline()  # "consuming"
+
     if rate is None:
         publish_all(name, total, None)
         t0 = time.time()
-        broker.start()
+        begin()
     else:
-        broker.start()
-        broker.wait_connected()
+        begin()
         t0 = time.time()
         publish_all(name, total, rate)
     deadline = time.time() + 300
     while r.scard("bench:seen") < total and time.time() < deadline:
-        time.sleep(0.02)
+        time.sleep(0.01)
     done = time.time()
     seen = r.scard("bench:seen")
     latencies = [float(x) for x in r.lrange("bench:latency", 0, -1)]
-    broker.stop()
+    if consumer is not None:
+        stop(consumer)
+    else:
+        broker.stop()
     import pika
 
     c = pika.BlockingConnection(pika.URLParameters(RABBIT))
@@ -103,22 +147,10 @@ def run(port: int, parallelism: int, total: int, rate: float | None) -> str:
     ch.queue_delete(Names(name).dead_letter)
     ch.exchange_delete(Names(name).exchange)
     c.close()
-    if rate is None:
-        return (
-            f"parallelism {parallelism:>2}, {total} queued events drained: {seen / (done - t0):7.0f} events/s "
-            f"({seen}/{total} handled in {done - t0:.1f} s)"
-        )
-    return (
-        f"parallelism {parallelism:>2}, offered {rate:.0f}/s: {seen / (done - t0):7.0f} events/s  "
-        f"publish->handler p50 {pct(latencies, 50):6.2f} ms  p99 {pct(latencies, 99):7.2f} ms  ({seen}/{total})"
-    )
+    return Outcome(seen, total, done - t0, latencies)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=10000)
-    args = parser.parse_args()
-    port = free_port()
+def serve(cmd: list[str], port: int, cwd: Path, extra: dict[str, str]) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ECO2_ENV": "test",
@@ -128,24 +160,80 @@ def main() -> None:
         "HOST": "127.0.0.1",
         "THREADS": "16",
         "WORKERS": os.environ.get("SINK_WORKERS", "1"),  # one pod's worker processes
-        "ECO2_ROOT": str(HERE / "_bench"),
+        **extra,
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "eco2.serving.server", str(HERE / "_bench" / "sink_fn" / "main.py")],
-        env=env,
-        cwd=HERE / "_bench",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port, "/health/readiness", proc)
-    print(f"eco2 eventing benchmark — {os.cpu_count()} CPUs, real RabbitMQ + Redis, {args.events} events")
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, help="events per drain run (default 10,000; --quick 2,000)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--chart", action="store_true", help="write a PNG chart into tests/benchmarks/results/")
+    args = parser.parse_args()
+    total = args.events or (2000 if args.quick else 10000)
+    offered_total = min(total, 1000 if args.quick else 5000)
+    eco2_port, bare_port = free_port(), free_port()
+    eco2 = serve(
+        [sys.executable, "-m", "eco2.serving.server", str(HERE / "_bench" / "sink_fn" / "main.py")],
+        eco2_port,
+        HERE / "_bench",
+        {"ECO2_ROOT": str(HERE / "_bench")},
+    )
+    bare = serve(
+        [
+            "functions-framework",
+            "--source",
+            str(HERE / "_baseline" / "sink.py"),
+            "--target",
+            "sink",
+            "--port",
+            str(bare_port),
+            "--host",
+            "127.0.0.1",
+        ],
+        bare_port,
+        HERE / "_baseline",
+        {},
+    )
+    print(
+        f"eco2 eventing benchmark — {os.cpu_count()} CPUs, real RabbitMQ + Redis, {total} events, 1-worker subscriber"
+    )
+    figures: dict[str, float] = {}
     try:
-        print(run(port, 1, args.events, None), flush=True)
-        print(run(port, 10, args.events, None), flush=True)
-        print(run(port, 1, min(args.events, 5000), 500.0), flush=True)
-        print(run(port, 10, min(args.events, 5000), 500.0), flush=True)
+        for parallelism in (1, 10):
+            base = run(bare_port, parallelism, total, None, baseline=True)
+            ours = run(eco2_port, parallelism, total, None)
+            ratio = ours.rate / base.rate if base.rate else float("nan")
+            print(f"\nparallelism {parallelism}, {total} queued events drained")
+            print("   " + base.line("baseline: pika consumer -> bare function"))
+            print("   " + ours.line("eco2: local broker -> eco2 function"))
+            print(f"   ratio {ratio:4.2f}x baseline events/s ({'meets' if ratio >= 0.8 else 'misses'} the ≥ 0.8x goal)")
+            figures[f"baseline p{parallelism}"], figures[f"eco2 p{parallelism}"] = base.rate, ours.rate
+            offered = ours.rate / 2
+            base_l = run(bare_port, parallelism, offered_total, offered, baseline=True)
+            ours_l = run(eco2_port, parallelism, offered_total, offered)
+            print(f"   offered {offered:.0f}/s (half the local broker's capacity above), {offered_total} events")
+            print("   " + base_l.line("baseline: pika consumer -> bare function"))
+            print("   " + ours_l.line("eco2: local broker -> eco2 function"))
+            p99 = pct(ours_l.latencies, 99)
+            base_p99 = pct(base_l.latencies, 99)
+            print(
+                f"   eco2 p99 {p99:.1f} ms = {p99 / base_p99:4.2f}x baseline's {base_p99:.1f} ms "
+                f"({'meets' if p99 < 50 else 'misses'} the < 50 ms goal)",
+                flush=True,
+            )
+            figures[f"baseline p99 ms p{parallelism}"] = pct(base_l.latencies, 99)
+            figures[f"eco2 p99 ms p{parallelism}"] = p99
     finally:
-        stop(proc)
+        stop(eco2)
+        stop(bare)
+    if args.chart:
+        import charts
+
+        print("   chart:", charts.write("events", {"events": figures}))
 
 
 if __name__ == "__main__":
