@@ -111,6 +111,7 @@ def test_sign_in_me_logout_through_eco2_dev(dev_real: str) -> None:
     session = sign_in(base)
     me = session.get(f"{base}/api/v1/users/me", timeout=10)
     assert me.status_code == 200
+    assert me.headers["Cache-Control"] == "no-store"  # personal data
     assert me.json()["username"] == "이코친구" and me.json()["provider"] == "kakao"
     access = session.cookies["s_access"]
     characters = session.get(f"{base}/api/v1/users/me/characters", timeout=10).json()
@@ -129,8 +130,16 @@ def test_gateway_routes_health_openapi_and_unknown_paths(dev_real: str) -> None:
     assert set(ready["functions"]) >= {"auth", "users"}
     doc = requests.get(f"{base}/openapi.json", timeout=10).json()
     assert "/api/v1/users/me" in doc["paths"] and "/api/v1/auth/{provider}" in doc["paths"]
-    missing = requests.get(f"{base}/api/v1/nothing", timeout=10)
+    missing = requests.get(f"{base}/api/v1/nothing", headers={"Origin": ORIGIN}, timeout=10)
     assert missing.status_code == 404 and set(missing.json()) == {"detail", "code"}
+    # the gateway's own answers carry the functions' CORS headers: the browser sees the 404
+    assert missing.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert missing.headers["Access-Control-Allow-Credentials"] == "true"
+    # other spellings of a route are not that route (issue 19, item 11); a leading `//` never
+    # reaches the app: the server collapses it to the one canonical path before routing
+    for spelling in ("/api/v1//users/me", "/api/v1/users%2fme", "/api/v1/users%2Fme"):
+        answer = requests.get(f"{base}{spelling}", timeout=10)
+        assert answer.status_code == 404 and answer.json()["code"] == "NOT_FOUND", spelling
     pre = requests.options(
         f"{base}/api/v1/users/me", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "PATCH"}, timeout=10
     )
