@@ -46,7 +46,7 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
                     "name": field.alias or name,
                     "in": "query",
                     "required": field.is_required(),
-                    "schema": TypeAdapter(field.annotation).json_schema(),
+                    "schema": TypeAdapter(field.annotation if field.annotation is not None else Any).json_schema(),
                 }
             )
     if route.body is not None:
