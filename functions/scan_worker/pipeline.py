@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from functions.common import lexicon, recycling
 from functions.common.characters import Character, catalog
-from functions.common.scanjobs import JobStore
+from functions.common.scanjobs import StageStatus
 from functions.scan_worker.llm import LLM, LLMError, Vision
 
 log = logging.getLogger("eco2.scan.pipeline")
@@ -159,8 +159,17 @@ def reward_stage(vision: Vision, rules: recycling.Rules | None, lacking: list[st
     return catalog().for_category(vision.middle)
 
 
+class Progress(Protocol):
+    """What the pipeline needs of a job store (functions/common/scanjobs.JobStore in Redis; an
+    in-memory fake in the unit tests of the pipeline's rules)."""
+
+    def event(self, job_id: str, stage: str, status: StageStatus, result: dict[str, Any] | None = None) -> str: ...
+
+    def finish(self, job_id: str, result: dict[str, Any]) -> None: ...
+
+
 def run(
-    store: JobStore, llm: LLM, job_id: str, image_url: str, user_input: str | None, model: str | None
+    store: Progress, llm: LLM, job_id: str, image_url: str, user_input: str | None, model: str | None
 ) -> dict[str, Any]:
     stage = "vision"
     try:

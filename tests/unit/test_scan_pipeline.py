@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from functions.common import recycling
+from functions.common.llmmodels import ScanModels
 from functions.scan_worker import pipeline
-from functions.scan_worker.llm import Vision, _json_object
+from functions.scan_worker.llm import LLM, Vision, _json_object
 
 
 def vision(major: str = "재활용폐기물", middle: str = "무색페트병", tags: list[str] | None = None) -> Vision:
@@ -149,3 +150,47 @@ def test_the_key_a_url_path_ends_with(path: str, key: str | None) -> None:
     from functions.common.uploads import key_in_path
 
     assert key_in_path(path) == key
+
+
+class FakeProgress:
+    """The pipeline's job-store port, in memory: the stages it reports and the result it stores."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.results: list[dict[str, object]] = []
+
+    def event(self, job_id: str, stage: str, status: str, result: dict[str, object] | None = None) -> str:
+        self.events.append((stage, status))
+        return f"{len(self.events)}-0"
+
+    def finish(self, job_id: str, result: dict[str, object]) -> None:
+        self.events.append(("done", str(result["status"])))
+        self.results.append(result)
+
+
+def _offline() -> LLM:
+    return LLM(None, models=ScanModels(), timeout=1, attempts=1)
+
+
+def test_stages_are_reported_in_order_and_the_result_is_stored_last() -> None:
+    progress = FakeProgress()
+    result = pipeline.run(progress, _offline(), "job-1", "https://cdn/x.jpg", "다 마신 생수병", None)
+    stages = [(stage, status) for stage, status in progress.events]
+    assert stages == [
+        (s, status) for s in ("vision", "rule", "answer", "reward") for status in ("started", "completed")
+    ] + [("done", "completed")]
+    assert progress.results == [result] and result["reward"] is not None  # a clean PET bottle is rewarded
+
+
+def test_an_llm_failure_ends_the_stage_failed_and_stores_a_failed_result() -> None:
+    class Failing(LLM):
+        def classify(self, *args: object, **kwargs: object) -> dict[str, object] | None:
+            raise pipeline.LLMError("모델이 답하지 않았어요.")
+
+    progress = FakeProgress()
+    client = object()  # not offline: the vision stage calls classify
+    result = pipeline.run(
+        progress, Failing(client, models=ScanModels(), timeout=1, attempts=1), "job-2", "u", None, None
+    )
+    assert progress.events == [("vision", "started"), ("vision", "failed"), ("done", "failed")]
+    assert result["status"] == "failed" and result["reward"] is None and "답하지" in str(result["error"])
