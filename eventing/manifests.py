@@ -449,7 +449,10 @@ def virtual_service(
     that another function serves (the streams function's event paths), matched first *in this
     VirtualService*: the order of rules within one VirtualService is fixed, while Istio merges the
     VirtualServices of one host in creation order."""
-    authority = lambda s: f"{s.name}.{s.namespace}.svc.{cluster_domain}"  # noqa: E731
+
+    def authority(target: FunctionSpec) -> str:
+        return f"{target.name}.{target.namespace}.svc.{cluster_domain}"
+
     rules = [_public_rule([{"uri": {"regex": path_regex(template)}}], authority(other)) for template, other in inner]
     # `/api/v1/info` itself and everything below `/api/v1/info/`, but not `/api/v1/information`:
     # Istio's prefix match is a plain string prefix
