@@ -206,10 +206,16 @@ def main() -> None:
         for parallelism in (1, 10):
             base = run(bare_port, parallelism, total, None, baseline=True)
             ours = run(eco2_port, parallelism, total, None)
+            cross = run(bare_port, parallelism, total, None)  # splits the cost: the broker's or the function's
             ratio = ours.rate / base.rate if base.rate else float("nan")
             print(f"\nparallelism {parallelism}, {total} queued events drained")
             print("   " + base.line("baseline: pika consumer -> bare function"))
             print("   " + ours.line("eco2: local broker -> eco2 function"))
+            print("   " + cross.line("split: local broker -> bare function"))
+            print(
+                f"   split: the broker alone {cross.rate / base.rate:4.2f}x, "
+                f"the function alone {ours.rate / cross.rate:4.2f}x"
+            )
             print(f"   ratio {ratio:4.2f}x baseline events/s ({'meets' if ratio >= 0.8 else 'misses'} the ≥ 0.8x goal)")
             figures[f"baseline p{parallelism}"], figures[f"eco2 p{parallelism}"] = base.rate, ours.rate
             offered = ours.rate / 2

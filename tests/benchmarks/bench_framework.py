@@ -179,8 +179,8 @@ def import_times(cmd: list[str], env: dict[str, str], path: str, headers: dict[s
     for line in proc.stderr.read().decode(errors="replace").splitlines():
         if not line.startswith("import time:") or "[us]" in line:
             continue
-        _, self_us, cumulative, name = (part.strip() for part in line.replace("import time:", "|").split("|"))
-        rows.append((int(cumulative), int(self_us), name))
+        _, self_us, cumulative, name = line.replace("import time:", "|").split("|")
+        rows.append((int(cumulative), int(self_us), name[1:].rstrip()))  # indented by depth below the top level
     total = sum(c for c, _, n in rows if not n.startswith(" "))
     print(f"   -X importtime, users to its first authenticated 200: {total / 1000:.0f} ms importing; top {top}:")
     print(f"     {'cumulative':>10} {'self':>8}  module (top-level imports)")
@@ -220,6 +220,17 @@ def cold_starts(env: dict[str, str], runs: int, token: str) -> dict[str, float]:
         f"   {'users, authenticated GET /users/me 200':<44} {users * 1000:7.0f} ms = {users / plain:4.2f}x plain "
         f"({verdict(users / plain, 1.15, False)})"
     )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as empty:  # no .pyc anywhere: every module compiled from source
+        cold = {**env, "PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
+        users_src = median_start(functools.partial(eco2_cmd, "users"), cold, "/api/v1/users/me", runs, headers)
+        plain_src = median_start(plain_users_cmd, cold, "/api/v1/users/me", runs, headers)
+    figures["users/me, no bytecode"] = users_src
+    print(
+        f"   {'without precompiled bytecode: users':<44} {users_src * 1000:7.0f} ms = {users_src / users:4.2f}x "
+        f"with; plain {plain_src * 1000:.0f} ms = {plain_src / plain:4.2f}x with"
+    )
     import_times(eco2_cmd("users", 0), env, "/api/v1/users/me", headers)
     return figures
 
@@ -238,18 +249,25 @@ def throughput(total: int) -> dict[str, float]:
     stop(proc)
     print("   " + base.line("baseline hello"))
     env = {"ECO2_ENV": "test", "REDIS_URL": REDIS, "JWT_SECRET": SECRET, "LOG_LEVEL": "INFO"}
-    port = free_port()
-    proc, _ = start(
-        eco2_cmd("ping", port, HERE / "_bench"), {**env, "ECO2_ROOT": str(HERE / "_bench")}, port, "/health/readiness"
-    )
     headers = {"Authorization": f"Bearer {token}"}
-    load.run(port, "/api/v1/bench/ping", concurrency=10, total=500, headers=headers)
-    ours = measure(port, "/api/v1/bench/ping", 10, total, headers)
-    stop(proc)
-    print("   " + ours.line("eco2 (auth + metrics + logs)"))
+    runs: dict[str, load.Result] = {}
+    for label, view in (("eco2 (auth + metrics + logs)", "on"), ("eco2, revocation view off (MGET)", "off")):
+        port = free_port()
+        proc, _ = start(
+            eco2_cmd("ping", port, HERE / "_bench"),
+            {**env, "ECO2_ROOT": str(HERE / "_bench"), "ECO2_REVOCATION_VIEW": view},
+            port,
+            "/health/readiness",
+        )
+        load.run(port, "/api/v1/bench/ping", concurrency=10, total=500, headers=headers)
+        time.sleep(0.3)  # the view's first load and heartbeat (the warm-up's first requests started it)
+        runs[label] = measure(port, "/api/v1/bench/ping", 10, total, headers)
+        stop(proc)
+        print("   " + runs[label].line(label))
+    ours, off = runs["eco2 (auth + metrics + logs)"], runs["eco2, revocation view off (MGET)"]
     ratio = ours.rps / base.rps
-    print(f"   ratio {ratio:4.2f}x baseline req/s ({verdict(ratio, 0.9, True)})")
-    return {"hello req/s": base.rps, "eco2 ping req/s": ours.rps}
+    print(f"   ratio {ratio:4.2f}x baseline req/s ({verdict(ratio, 0.9, True)}); view off: {off.rps / base.rps:4.2f}x")
+    return {"hello req/s": base.rps, "eco2 ping req/s": ours.rps, "eco2 ping, view off": off.rps}
 
 
 def users_me(env: dict[str, str], total: int, workers: str, token: str) -> dict[str, float]:
