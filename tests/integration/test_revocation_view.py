@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis as redis_lib
+import redis.asyncio
 
 from eco2.core import security
 from eco2.core.security import RevocationView, TokenRevoked, check_not_revoked, ensure_not_revoked
@@ -171,10 +172,13 @@ def test_revoked_in_another_process_is_refused_here_within_the_bound(
     view = security.revocation_view(users.runtime.clients.redis)
     assert view is not None
     wait_current(view)
+    reloads = view.reloads
     with mgets_naming(f"blacklist:{issued.claims.jti}") as round_trips:
         for _ in range(20):
             assert users.get("/api/v1/users/me", headers=headers).status_code == 200
-    assert round_trips == [], "the view answered, no MGET per request"
+    # the view answered; the only MGETs allowed are checks during a reload (a FLUSHDB anywhere on
+    # this shared server reloads the view, and a check meanwhile falls back to Redis)
+    assert len(round_trips) <= 2 * (view.reloads - reloads), round_trips
 
     # another process signs the session out (the auth function's own code path)
     code = (
@@ -193,10 +197,11 @@ def test_revoked_in_another_process_is_refused_here_within_the_bound(
     # and the refusal is the view's own answer now, still no round trip per request
     wait_current(view)
     assert view.mget([f"revoked_session:{sid}"])[0] is not None
+    reloads = view.reloads
     with mgets_naming(f"blacklist:{issued.claims.jti}") as round_trips:
         for _ in range(10):
             assert users.get("/api/v1/users/me", headers=headers).status_code == 403
-    assert round_trips == []
+    assert len(round_trips) <= 2 * (view.reloads - reloads), round_trips
 
 
 def test_a_revocation_by_another_client_is_refused_by_the_next_check(client: redis_lib.Redis) -> None:
@@ -272,5 +277,6 @@ def test_the_embedded_client_has_no_view_and_the_switch_turns_it_off(
     from eco2.core.embedded import redis_client
 
     assert security.revocation_view(redis_client("memory://")) is None
+    assert security.revocation_view(redis_lib.asyncio.Redis.from_url(REDIS_URL)) is None  # type: ignore[arg-type]
     monkeypatch.setenv("ECO2_REVOCATION_VIEW", "off")
     assert security.revocation_view(redis_lib.Redis.from_url(REDIS_URL)) is None
