@@ -347,6 +347,13 @@ def revocation_view(redis_client: redis.Redis) -> RevocationView | None:
     return view
 
 
+def release_view(redis_client: redis.Redis) -> None:
+    """Stop the view kept for `redis_client` (its clients are closing)."""
+    view = _VIEWS.get(id(redis_client))
+    if view is not None:
+        _forget(id(redis_client), view)
+
+
 def _forget(key: int, view: RevocationView) -> None:
     if _VIEWS.get(key) is view:
         del _VIEWS[key]

@@ -81,6 +81,10 @@ class Clients:
             )
             client = redis_lib.Redis(connection_pool=pool)
         self._closers.append(client.close)
+        if "jwt" in self.uses:
+            from eco2.core.security import release_view
+
+            self._closers.append(lambda: release_view(client))  # closers run in reverse: before the client
         return client
 
     def _build_jwt(self) -> TokenCodec:
