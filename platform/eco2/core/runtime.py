@@ -72,21 +72,27 @@ def status_of(exc: errors.AppError) -> int:
     return 500
 
 
-def error_response(exc: BaseException) -> Response:
-    """The one place where errors become HTTP."""
+def error_parts(exc: BaseException) -> tuple[int, dict[str, str], dict[str, str]]:
+    """The one place where errors become HTTP: (status, `{"detail", "code"}` body, headers), for
+    every transport (this WSGI runtime, the async one)."""
     if isinstance(exc, errors.AppError):
-        response = json_response(exc.body(), status_of(exc))
+        headers = {}
         if isinstance(exc, errors.TooManyRequests | errors.ServiceUnavailable):
-            response.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
-        return response
+            headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
+        return status_of(exc), exc.body(), headers
     if isinstance(exc, ValidationError):
-        return json_response({"detail": describe_validation(exc), "code": "VALIDATION_ERROR"}, 422)
+        return 422, {"detail": describe_validation(exc), "code": "VALIDATION_ERROR"}, {}
     backend = unavailable_backend(exc)
     if backend is not None:
         log.warning("backend unavailable", extra={"backend": backend, "error": type(exc).__name__})
-        return error_response(errors.ServiceUnavailable(f"The {backend} is unavailable; try again shortly."))
+        return error_parts(errors.ServiceUnavailable(f"The {backend} is unavailable; try again shortly."))
     log.error("unhandled error", exc_info=exc)
-    return json_response(errors.INTERNAL_ERROR_BODY, 500)
+    return 500, dict(errors.INTERNAL_ERROR_BODY), {}
+
+
+def error_response(exc: BaseException) -> Response:
+    status, body, headers = error_parts(exc)
+    return json_response(body, status, headers or None)
 
 
 def unavailable_backend(exc: BaseException) -> str | None:

@@ -39,8 +39,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from eco2.core import errors
 from eco2.core.function import Function
 from eco2.core.logs import function_var, request_id_var
@@ -67,20 +65,11 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def error_response(exc: BaseException) -> Response:
-    """`eco2.core.runtime.error_response`, for Starlette: the same bodies and statuses."""
-    from eco2.core.runtime import status_of
+    """`eco2.core.runtime.error_parts` for Starlette: the same statuses, bodies and headers."""
+    from eco2.core.runtime import error_parts
 
-    if isinstance(exc, errors.AppError):
-        response = json_response(exc.body(), status_of(exc))
-        if isinstance(exc, errors.TooManyRequests | errors.ServiceUnavailable):
-            response.headers["Retry-After"] = str(getattr(exc, "retry_after", 1))
-        return response
-    if isinstance(exc, ValidationError):
-        from eco2.core.runtime import describe_validation
-
-        return json_response({"detail": describe_validation(exc), "code": "VALIDATION_ERROR"}, 422)
-    log.error("unhandled error", exc_info=exc)
-    return json_response(errors.INTERNAL_ERROR_BODY, 500)
+    status, body, headers = error_parts(exc)
+    return json_response(body, status, headers or None)
 
 
 class _Keys:
