@@ -38,7 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="users only; no project-set reference")
     parser.add_argument("--functions", nargs="*", help="default: every function in func.yaml")
+    parser.add_argument("--chart", action="store_true", help="write a PNG chart into tests/benchmarks/results/")
     args = parser.parse_args()
+    sizes: dict[str, float] = {}  # deps layer gzip MB: the functions beside the whole-lock image
+    times: dict[str, float] = {}  # build seconds
     with tempfile.TemporaryDirectory(prefix="eco2-bench-image-") as tmp_name:
         tmp = Path(tmp_name)
         namespace = f"eco2bench-{uuid.uuid4().hex[:8]}"
@@ -72,14 +75,25 @@ def main() -> None:
                 f"{warm_seconds:>6.2f}  {code_only:>6.2f} ({len(pushed.sent)} blobs, "
                 f"{sum(x.size for x in changed.layers if x.digest in pushed.sent) / 1e3:.0f} KB of layers)"
             )
+            sizes[name] = deps.size / 1e6
+            times[f"{name} cold"], times[f"{name} warm"] = cold.timings["total"], warm_seconds
+            times[f"{name} code-only"] = code_only
         if not args.quick:
             everything = lock.Lock(lock.lock_path(root), lock.lock_path(root).read_text())
             started = time.perf_counter()
             layer, _ = image.deps_layer(everything, tmp / "project-blobs", tmp / "project-cache")
+            project_seconds = time.perf_counter() - started
             print(
                 f"{'project set':<12}  {mb(layer.size):>5}/{mb(layer.tar_size):>5}  {len(everything.pins):>4}  "
-                f"(one image for all functions; {time.perf_counter() - started:.1f} s cold)"
+                f"(one image for all functions; {project_seconds:.1f} s cold)"
             )
+            sizes = {"baseline: whole lock": layer.size / 1e6, **sizes}
+            times = {"baseline: whole lock cold": project_seconds, **times}
+    if args.chart:  # --quick has no whole-lock image: the functions alone
+        import charts
+
+        panels = {"deps layer, gzip (MB)": sizes, "build time (s)": times}
+        print("chart:", charts.write("image", panels))
 
 
 if __name__ == "__main__":

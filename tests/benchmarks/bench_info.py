@@ -105,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--chart", action="store_true", help="write a PNG chart into tests/benchmarks/results/")
     args = parser.parse_args()
     articles, total = (3_000, 800) if args.quick else (20_000, 4_000)
     import redis
@@ -112,6 +113,7 @@ def main() -> None:
     redis.Redis.from_url(REDIS).flushdb()
     url = database()
     processes = []
+    panels: dict[str, dict[str, float]] = {}
     try:
         seed(url, articles)
         env = {
@@ -151,10 +153,30 @@ def main() -> None:
             f"  cache vs PostgreSQL: {cached.rps / direct.rps:.2f}x req/s, p99 {cached.pct(99):.2f} vs "
             f"{direct.pct(99):.2f} ms"
         )
+        deep_page = results["page 100 (keyset, PostgreSQL)"]
+        panels = {
+            f"req/s, {articles} articles, {args.concurrency} connections": {
+                "baseline: first page, PostgreSQL": direct.rps,
+                "first page, Redis cache": cached.rps,
+                "page 100 (keyset, PostgreSQL)": deep_page.rps,
+            },
+            "latency (ms)": {
+                "baseline: PostgreSQL p50": direct.pct(50),
+                "cache p50": cached.pct(50),
+                "page 100 p50": deep_page.pct(50),
+                "baseline: PostgreSQL p99": direct.pct(99),
+                "cache p99": cached.pct(99),
+                "page 100 p99": deep_page.pct(99),
+            },
+        }
     finally:
         for proc in processes:
             stop(proc)
         drop(url)
+    if args.chart:
+        import charts
+
+        print("chart:", charts.write("info", panels))
 
 
 if __name__ == "__main__":

@@ -180,6 +180,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="100,000 points and fewer queries")
     parser.add_argument("--points", type=int)
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument("--chart", action="store_true", help="write a PNG chart into tests/benchmarks/results/")
     args = parser.parse_args()
     points = args.points or (100_000 if args.quick else 1_000_000)
     n_sql, n_fn, n_seq = (60, 30, 4) if args.quick else (300, 100, 10)
@@ -251,7 +252,27 @@ def main() -> int:
         "\ngoal (zoom >= 10): SQL p50 < 5 ms, p99 < 20 ms, >= 50x the sequential scan: "
         + ("met" if not misses else "MISSED — " + "; ".join(misses))
     )
+    if args.chart:
+        import charts
+
+        print("chart:", charts.write("location", chart_panels(results, points), log=True))
     return 0
+
+
+def chart_panels(results: list[dict[str, Any]], points: int) -> dict[str, dict[str, float]]:
+    """p50 / p99 per zoom of the function's SQL and of GET /centers beside the sequential scan (the
+    baseline), and the speed-up beside its goal."""
+    series = (("seq", "baseline: seq scan"), ("ours", "PostGIS"), ("function", "GET /centers"))
+    panels: dict[str, dict[str, float]] = {}
+    for q in (50, 99):
+        panels[f"p{q} (ms), {points:,} points"] = {
+            f"z{r['zoom']} {label}": pct(r[key], q) for r in results for key, label in series
+        }
+    panels["speed-up vs the seq scan, p50 (x)"] = {
+        "baseline: goal ≥ 50x": 50,
+        **{f"zoom {r['zoom']}": pct(r["seq"], 50) / pct(r["ours"], 50) for r in results},
+    }
+    return panels
 
 
 if __name__ == "__main__":

@@ -356,6 +356,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the streams are fed")
     parser.add_argument("--direct", type=int, default=50, help="streams also read directly (the baseline)")
     parser.add_argument("--quick", action="store_true", help="200 clients for 10 s (a smoke run)")
+    parser.add_argument("--chart", action="store_true", help="write a PNG chart into tests/benchmarks/results/")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.seconds, args.direct = min(args.clients, 200), min(args.seconds, 10.0), min(args.direct, 20)
@@ -378,6 +379,36 @@ def main() -> None:
         print(f"  goal {name:<27} {value} (goal {goal})")
     print("  goals met" if met else "  goals MISSED")
     print(json.dumps(result))
+    if args.chart:
+        import charts
+
+        print("chart:", charts.write("streams", chart_panels(result)))
+
+
+def chart_panels(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The printed figures, each beside its baseline (the direct readers, the goal, the idle server)."""
+    return {
+        "latency per token (ms)": {
+            "baseline: direct p50": result["direct_ms_p50"],
+            "SSE p50": result["e2e_ms_p50"],
+            "added p50": result["added_ms_p50"],
+            "baseline: direct p99": result["direct_ms_p99"],
+            "SSE p99": result["e2e_ms_p99"],
+            "added p99": result["added_ms_p99"],
+            "baseline: goal added p99 < 50": 50,
+        },
+        "Redis connections of the server": {
+            "baseline: goal ≤ 50": 50,
+            "streams open": result["redis_connections_open"],
+            "peak while feeding": result["redis_connections_peak"],
+        },
+        f"server RSS (MB), {result['clients']} streams": {
+            "baseline: idle": result["rss_idle_mb"],
+            "streams open": result["rss_open_mb"],
+            "fed": result["rss_fed_mb"],
+            "peak": result["rss_peak_mb"],
+        },
+    }
 
 
 if __name__ == "__main__":

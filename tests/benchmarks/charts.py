@@ -12,9 +12,10 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write(name: str, panels: dict[str, dict[str, float]]) -> Path:
+def write(name: str, panels: dict[str, dict[str, float]], *, log: bool = False) -> Path:
     """One bar chart per panel (figure label -> value); baselines are the labels holding "baseline"
-    or "plain", drawn grey. Returns the PNG's path."""
+    or "plain", drawn grey. `log`: logarithmic value axes (figures spanning decades). Returns the
+    PNG's path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,6 +31,8 @@ def write(name: str, panels: dict[str, dict[str, float]]) -> Path:
         ax.bar_label(bars, fmt="%.3g", fontsize=7)
         ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
         ax.set_title(title, fontsize=9)
+        if log:
+            ax.set_yscale("log")
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     fig.suptitle(f"eco2 {name} vs baseline — {stamp}, {platform.node()}, {os.cpu_count()} CPUs", fontsize=9)
     fig.tight_layout()
