@@ -372,6 +372,34 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of every CPU since boot (/proc/stat), to tell a CPU-bound run."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return float(sum(fields) - idle), float(sum(fields))
+
+
+def cpu_lines(before: dict[str, float], after: dict[str, float], wall: float) -> None:
+    print(f"  CPU during the burst (utime + stime, s; wall {wall:.1f} s):")
+    for label in after:
+        if label.startswith("_"):
+            continue
+        used = after[label] - before.get(label, 0.0)
+        print(f"    {label:<12} {used:6.2f} s  ({used / wall * 100:5.1f} % of one core)")
+    busy = (after["_busy"] - before["_busy"]) / max(1.0, after["_total"] - before["_total"])
+    cpus = os.cpu_count()
+    print(f"    machine      {busy * 100:5.1f} % of all {cpus} CPUs busy (PostgreSQL, Redis, RabbitMQ, others too)")
+
+
+def snapshot(fleet: Fleet, llm: LLM) -> dict[str, float]:
+    out = fleet.cpu()
+    out["LLM stand-in"] = cpu_seconds(llm.proc.pid)
+    times = os.times()
+    out["client"] = times.user + times.system  # this process alone: the client threads
+    out["_busy"], out["_total"] = machine_busy()
+    return out
+
+
 class Fleet:
     """The processes of one mode; every one is stopped at the end, whatever happened."""
 
@@ -487,18 +515,15 @@ def run_deployed(args: argparse.Namespace, db_url: str, llm: LLM, logs: Path) ->
         for line in fleet.log("broker").splitlines():
             if line.startswith("dispatching"):
                 print(f"  broker       {line}")
-        before = fleet.cpu()
+        before = snapshot(fleet, llm)
         burst = run_burst(f"http://127.0.0.1:{ports['scan']}", f"http://127.0.0.1:{ports['streams']}", scanners)
-        after = fleet.cpu()
+        after = snapshot(fleet, llm)
         title = (
             f"deployed — {os.cpu_count()} CPUs, {args.scans} scans at once, "
             f"LLM stand-in vision {VISION:.0f} s + answer {ANSWER:.0f} s"
         )
         figures = report(title, burst, llm)
-        print(f"  CPU during the burst (utime + stime, s; wall {burst.wall:.1f} s):")
-        for label in after:
-            used = after[label] - before.get(label, 0.0)
-            print(f"    {label:<12} {used:6.2f} s  ({used / burst.wall * 100:5.1f} % of one core)")
+        cpu_lines(before, after, burst.wall)
         drained = wait_drained(broker, DEPLOYED)
         print(f"  the Triggers' queues were empty {drained:.1f} s after the last scan's done (reward path)")
         fleet.stop("broker")  # drains in-flight deliveries, then prints its counts
@@ -530,16 +555,15 @@ def run_dev(args: argparse.Namespace, db_url: str, llm: LLM, logs: Path) -> dict
         base = f"http://127.0.0.1:{port}"
         fleet.wait_ready("dev", base + "/health/readiness")
         print(f"\ndev: `eco2 dev` on :{port} (every function, the gateway and the dispatchers in one process)")
-        before = fleet.cpu()
+        before = snapshot(fleet, llm)
         burst = run_burst(base, base, scanners)
-        after = fleet.cpu()
+        after = snapshot(fleet, llm)
         title = (
             f"dev (eco2 dev) — {os.cpu_count()} CPUs, {args.scans} scans at once, "
             f"LLM stand-in vision {VISION:.0f} s + answer {ANSWER:.0f} s"
         )
         figures = report(title, burst, llm)
-        used = after["dev"] - before["dev"]
-        print(f"  CPU during the burst: eco2 dev {used:.2f} s ({used / burst.wall * 100:.1f} % of one core)")
+        cpu_lines(before, after, burst.wall)
         return figures
     finally:
         fleet.stop_all()
