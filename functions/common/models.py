@@ -11,6 +11,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+DEFAULT_DISPLAY_NAME = "사용자"  # "user": the name shown when a profile has neither nickname nor name
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -53,7 +55,7 @@ class User(Base):
 
     @property
     def display_name(self) -> str:
-        return self.nickname or self.name or "사용자"
+        return self.nickname or self.name or DEFAULT_DISPLAY_NAME
 
 
 class SocialAccount(Base):

@@ -15,7 +15,8 @@ fn = Function("users", uses=("db", "redis", "jwt"), description='The "my" domain
 @fn.get("/api/v1/users/me", auth=True, response=Profile)
 def get_me(ctx: Context) -> Profile:
     """The signed-in user's profile."""
-    return service.profile(ctx.db, ctx.user_id)
+    with ctx.read() as connection:
+        return service.profile(connection, ctx.user_id)
 
 
 @fn.patch("/api/v1/users/me", auth=True, body=ProfilePatch, response=Profile)

@@ -6,12 +6,13 @@ import re
 import unicodedata
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from eco2.core.errors import Unauthorized, Unprocessable
 from functions.common.characters import catalog
-from functions.common.models import User, UserCharacter
+from functions.common.models import DEFAULT_DISPLAY_NAME, User, UserCharacter
 from functions.common.ownership import grant
 from functions.users.schemas import OwnedCharacter, Profile, ProfilePatch
 
@@ -84,14 +85,32 @@ def _user(session: Session, user_id: str) -> User:
     return user
 
 
-def profile(session: Session, user_id: str) -> Profile:
-    user = _user(session, user_id)
+_USERS = User.__table__
+# built once: composing a select costs more per request than executing its cached compiled form
+_PROFILE = select(
+    _USERS.c.nickname, _USERS.c.name, _USERS.c.phone_number, _USERS.c.last_login_provider, _USERS.c.last_login_at
+).where(_USERS.c.id == bindparam("user_id"))
+
+
+def profile(connection: Connection, user_id: str) -> Profile:
+    """The profile in one Core SELECT of five columns: `Context.read()` (autocommit, one round
+    trip) for GET /me, the session's own connection after a change. The ORM's `session.get`
+    (identity map, instance loading) plus a transaction cost about twice as much per request."""
+    try:
+        key = uuid.UUID(user_id)
+    except ValueError:
+        raise Unauthorized() from None
+    row = connection.execute(_PROFILE, {"user_id": key}).first()
+    if row is None:
+        raise Unauthorized("This account no longer exists; sign in again.", "USER_NOT_FOUND")
+    nickname, name, phone_number, provider, last_login_at = row
+    display = nickname or name or DEFAULT_DISPLAY_NAME
     return Profile(
-        username=user.display_name,
-        nickname=user.nickname or user.display_name,
-        phone_number=user.phone_number,
-        provider=user.last_login_provider,
-        last_login_at=user.last_login_at,
+        username=display,
+        nickname=nickname or display,
+        phone_number=phone_number,
+        provider=provider,
+        last_login_at=last_login_at,
     )
 
 
@@ -104,7 +123,7 @@ def update_profile(session: Session, user_id: str, patch: ProfilePatch) -> Profi
     if "phone_number" in patch.model_fields_set:
         user.phone_number = normalise_phone(patch.phone_number) if patch.phone_number else None
     session.flush()
-    return profile(session, user_id)
+    return profile(session.connection(), user_id)
 
 
 def owned_characters(session: Session, user_id: str) -> list[OwnedCharacter]:

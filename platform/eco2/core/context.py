@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -10,6 +12,7 @@ from eco2.core.errors import Unauthorized
 if TYPE_CHECKING:
     import redis
     from flask import Request
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
     from eco2.core.ports import ClientSet
@@ -90,6 +93,14 @@ class Context:
         if self._session is None:
             self._session = self.clients.db.session()
         return self._session
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for a read of one statement, in autocommit and outside the unit of work
+        (`db`): one round trip instead of three. Use `db` for anything that writes, or for reads
+        that must see this request's own writes."""
+        with self.clients.db.read() as connection:
+            yield connection
 
     @property
     def redis(self) -> redis.Redis:

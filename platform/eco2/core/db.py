@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -48,9 +50,19 @@ class Database:
                 cursor.close()
 
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        # the same pool; a checkout only flips the driver's client-side autocommit flag
+        self._reads: Engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def session(self) -> Session:
         return self.sessions()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A Core connection in autocommit, for reads of one statement outside any unit of work:
+        one round trip, where a transaction costs three (BEGIN, the statement, COMMIT). Nothing
+        written through it is rolled back; writes belong in a session (`Context.db`)."""
+        with self._reads.connect() as connection:
+            yield connection
 
     def ping(self) -> None:
         from sqlalchemy import text

@@ -32,10 +32,18 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, function: str) -> None:
         super().__init__()
         self.function = function
+        self._second = -1
+        self._stamp = ""
+
+    def _timestamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # one strftime per second, not per line
+            self._stamp, self._second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)), second
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "function": getattr(record, "function", "") or self.function,
@@ -44,12 +52,16 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", "")
         if request_id:
             out["request_id"] = request_id
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+        fields = record.__dict__
+        for key in fields.keys() - _STANDARD:
+            if not key.startswith("_"):
+                out[key] = fields[key]
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return _ENCODER.encode(out)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def configure(function: str, level: str = "INFO") -> None:
@@ -64,5 +76,11 @@ def configure(function: str, level: str = "INFO") -> None:
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter(function))
     root.setLevel(level)
+    # The JSON lines carry none of the caller's file/line, thread or process names: skip gathering
+    # them for every record (the logging HOWTO's "Optimization" switches).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # pika logs every refused reconnect at ERROR; the dispatcher and publisher log the loss once themselves
     logging.getLogger("pika").setLevel(logging.CRITICAL)
