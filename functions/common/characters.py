@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import yaml
+from functions.common.datafiles import load_yaml
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Catalog:
 @cache
 def catalog() -> Catalog:
     text = resources.files("functions.common").joinpath("data/characters.yaml").read_text(encoding="utf-8")
-    raw = yaml.safe_load(text)["characters"]
+    raw = load_yaml(text)["characters"]
     characters = tuple(Character(**item) for item in raw)
     codes = [c.code for c in characters]
     if len(set(codes)) != len(codes):

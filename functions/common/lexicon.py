@@ -11,9 +11,8 @@ import functools
 import re
 from importlib import resources
 
-import yaml
-
 from functions.common import recycling
+from functions.common.datafiles import load_yaml
 
 
 def _squash(text: str) -> str:
@@ -24,9 +23,7 @@ def _squash(text: str) -> str:
 def keywords() -> tuple[tuple[str, str, str], ...]:
     """(word, major, middle), longest words first, from data/keywords.yaml."""
     text = resources.files("functions.common").joinpath("data/keywords.yaml").read_text(encoding="utf-8")
-    out = [
-        (_squash(word), entry["major"], entry["middle"]) for entry in yaml.safe_load(text) for word in entry["words"]
-    ]
+    out = [(_squash(word), entry["major"], entry["middle"]) for entry in load_yaml(text) for word in entry["words"]]
     return tuple(sorted(out, key=lambda w: -len(w[0])))
 
 

@@ -20,7 +20,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
-import yaml
+from functions.common.datafiles import load_yaml
 
 RECYCLABLE = "재활용폐기물"
 UNCLASSIFIED = "미분류"
@@ -252,7 +252,7 @@ def _text_list(raw: Any, where: str) -> list[str]:
 
 @cache
 def taxonomy() -> Taxonomy:
-    raw = yaml.safe_load(_root().joinpath("taxonomy.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml(_root().joinpath("taxonomy.yaml").read_text(encoding="utf-8"))
     majors: list[Major] = []
     for item in raw["majors"]:
         name = _clean(item["name"])
@@ -275,7 +275,7 @@ def taxonomy() -> Taxonomy:
 
 @cache
 def _tag_list() -> tuple[Tag, ...]:
-    raw = yaml.safe_load(_root().joinpath("situation_tags.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml(_root().joinpath("situation_tags.yaml").read_text(encoding="utf-8"))
     tags: list[Tag] = []
     for group in raw["groups"]:
         for item in group["tags"]:

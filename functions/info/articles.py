@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import yaml
+from functions.common.datafiles import load_yaml
 
 # query parameters that only say where a click came from (never which article it is)
 TRACKING_PARAMS = frozenset(
@@ -79,7 +79,7 @@ def topics() -> tuple[Topic, ...]:
     text = resources.files("functions.info").joinpath("data/news_topics.yaml").read_text(encoding="utf-8")
     return tuple(
         Topic(str(c["id"]), str(c["name"]), tuple(c["queries"]), tuple(str(k) for k in c["keywords"]))
-        for c in yaml.safe_load(text)["categories"]
+        for c in load_yaml(text)["categories"]
     )
 
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import yaml
-
 from eco2.core.errors import NotFound
 from functions.common import lexicon, recycling
+from functions.common.datafiles import load_yaml
 from functions.info.schemas import (
     Faq,
     ItemMatch,
@@ -162,7 +161,7 @@ def lookup(query: str, limit: int = 5) -> list[ItemMatch]:
 @cache
 def _faqs() -> tuple[Faq, ...]:
     text = resources.files("functions.info").joinpath("data/faq.yaml").read_text(encoding="utf-8")
-    return tuple(Faq.model_validate(entry) for entry in yaml.safe_load(text)["faqs"])
+    return tuple(Faq.model_validate(entry) for entry in load_yaml(text)["faqs"])
 
 
 def faqs(query: str | None = None, category_id: str | None = None) -> list[Faq]:

@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from functions.common.datafiles import load_yaml
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -29,7 +29,7 @@ _LABELS = {"environment": "환경", "energy": "에너지", "ai": "AI"}
 @cache
 def _entries() -> tuple[dict[str, Any], ...]:
     text = resources.files("functions.info").joinpath("data/sample_articles.yaml").read_text(encoding="utf-8")
-    return tuple(yaml.safe_load(text)["articles"])
+    return tuple(load_yaml(text)["articles"])
 
 
 @cache

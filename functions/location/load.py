@@ -45,9 +45,9 @@ class Rules:
 
 @functools.cache
 def rules() -> Rules:
-    import yaml
+    from functions.common.datafiles import load_yaml
 
-    raw = yaml.safe_load((DATA / "categories.yaml").read_text(encoding="utf-8"))
+    raw = load_yaml((DATA / "categories.yaml").read_text(encoding="utf-8"))
     return Rules(
         store=tuple((r["category"], tuple(k.lower() for k in r["keywords"])) for r in raw["store"]),
         default_store=raw["default_store"],

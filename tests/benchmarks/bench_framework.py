@@ -123,10 +123,39 @@ def drop(url: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
-def measure(port: int, path: str, concurrency: int, total: int, headers: dict[str, str] | None = None) -> load.Result:
-    """wrk when installed (apt-get install wrk), else the Python load generator."""
-    result = load.wrk(port, path, concurrency=concurrency, seconds=max(3, total // 2000), headers=headers)
-    return result or load.run(port, path, concurrency=concurrency, total=total, headers=headers)
+def measure(
+    port: int, path: str, concurrency: int, seconds: float, headers: dict[str, str] | None = None
+) -> load.Result:
+    """wrk when installed (apt-get install wrk), else the Python load generator (bounded by time)."""
+    result = load.wrk(port, path, concurrency=concurrency, seconds=max(1, round(seconds)), headers=headers)
+    return result or load.run(port, path, concurrency=concurrency, total=10**6, max_seconds=seconds, headers=headers)
+
+
+def interleaved(
+    targets: dict[str, tuple[int, str]], concurrency: int, seconds: float, rounds: int, headers: dict[str, str]
+) -> dict[str, list[load.Result]]:
+    """Every server (label -> port, path) measured once per round, the order reversed every other
+    round (A B, B A, ...), so a machine that gets busier or quieter during the run moves all alike."""
+    results: dict[str, list[load.Result]] = {label: [] for label in targets}
+    labels = list(targets)
+    for round_ in range(rounds):
+        for label in labels if round_ % 2 == 0 else labels[::-1]:
+            port, path = targets[label]
+            results[label].append(measure(port, path, concurrency, seconds, headers))
+    return results
+
+
+def paired_ratio(ours: list[load.Result], base: list[load.Result], figure: Callable[[load.Result], float]) -> float:
+    """The median over rounds of ours / baseline measured in the same round."""
+    return load.median([figure(a) / figure(b) for a, b in zip(ours, base, strict=True)])
+
+
+def summary(label: str, results: list[load.Result]) -> str:
+    rps = load.median([r.rps for r in results])
+    p50 = load.median([r.pct(50) for r in results])
+    p99 = load.median([r.pct(99) for r in results])
+    rounds = " ".join(f"{r.rps:.0f}" for r in results)
+    return f"{label:<38} {rps:7.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  (medians; rounds: {rounds})"
 
 
 def verdict(ratio: float, goal: float, higher_is_better: bool) -> str:
@@ -191,118 +220,168 @@ def import_times(cmd: list[str], env: dict[str, str], path: str, headers: dict[s
         print(f"     {self_us / 1000:8.1f}ms           {name.strip()}")
 
 
+def precompile() -> None:
+    """Bytecode for the project's own modules, as the built image has (eco2.tooling.image compiles
+    every layer); installed packages got theirs from pip. Without it every start compiles the
+    project from source, while the baselines are one small file."""
+    dirs = [str(ROOT / d) for d in ("platform", "eventing", "functions", "tests/benchmarks")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *dirs], check=True, stdout=subprocess.DEVNULL)
+
+
 def cold_starts(env: dict[str, str], runs: int, token: str) -> dict[str, float]:
     from eco2.core import funcyaml
 
-    figures: dict[str, float] = {}
     headers = {"Authorization": f"Bearer {token}"}
-    print(f"\n1) cold start: process start -> first 200 (median of {runs})")
-    b = median_start(baseline_cmd, {}, "/health/readiness", runs)
-    figures["baseline hello"] = b
-    print(f"   {'baseline: functions-framework hello':<44} {b * 1000:7.0f} ms")
-    plain = median_start(plain_users_cmd, env, "/api/v1/users/me", runs, headers)
-    figures["baseline users/me"] = plain
-    print(f"   {'baseline: plain users/me, authenticated 200':<44} {plain * 1000:7.0f} ms")
+    precompile()
+    print(f"\n1) cold start: process start -> first 200, {runs} interleaved runs (medians; bytecode precompiled)")
+    users_cmd = functools.partial(eco2_cmd, "users")
+    targets: dict[str, tuple[Callable[[int], list[str]], dict[str, str], str, dict[str, str] | None]] = {
+        "baseline hello": (baseline_cmd, {}, "/health/readiness", None),
+        "baseline users/me": (plain_users_cmd, env, "/api/v1/users/me", headers),
+        "users/me": (users_cmd, env, "/api/v1/users/me", headers),
+    }
     for name, spec in funcyaml.load(ROOT / "func.yaml").functions.items():
-        if not (ROOT / spec.main_path).exists():
-            print(f"   {name:<44} (no {spec.main_path} yet)")
+        if (ROOT / spec.main_path).exists():
+            targets[name] = (functools.partial(eco2_cmd, name), env, "/health/readiness", None)
+    times: dict[str, list[float]] = {label: [] for label in targets}
+    failed: dict[str, str] = {}
+    labels = list(targets)
+    for run in range(runs):
+        for label in labels if run % 2 == 0 else labels[::-1]:
+            if label in failed:
+                continue
+            cmd, cmd_env, path, cmd_headers = targets[label]
+            try:
+                times[label].append(median_start(cmd, cmd_env, path, 1, cmd_headers))
+            except (RuntimeError, TimeoutError) as exc:  # e.g. needs an outside service this run does not give
+                failed[label] = f"{type(exc).__name__}: {exc}"
+    figures = {label: load.median(values) for label, values in times.items() if values}
+    hello, plain = times["baseline hello"], times["baseline users/me"]
+    print(f"   {'baseline: functions-framework hello':<44} {figures['baseline hello'] * 1000:7.0f} ms")
+    print(f"   {'baseline: plain users/me, authenticated 200':<44} {figures['baseline users/me'] * 1000:7.0f} ms")
+    for label in labels[3:]:
+        if label in failed:
+            print(f"   {label + ', readiness':<44} did not become ready ({failed[label]})")
             continue
-        try:
-            m = median_start(functools.partial(eco2_cmd, name), env, "/health/readiness", runs)
-        except (RuntimeError, TimeoutError) as exc:  # e.g. needs an outside service this run does not give
-            print(f"   {name + ', readiness':<44} did not become ready ({type(exc).__name__}: {exc})")
-            continue
-        figures[name] = m
-        print(f"   {name + ', readiness':<44} {m * 1000:7.0f} ms = {m / b:4.2f}x hello ({verdict(m / b, 1.3, False)})")
-    users = median_start(functools.partial(eco2_cmd, "users"), env, "/api/v1/users/me", runs, headers)
-    figures["users/me"] = users
+        ratio = load.median([a / b for a, b in zip(times[label], hello, strict=True)])
+        print(
+            f"   {label + ', readiness':<44} {figures[label] * 1000:7.0f} ms = {ratio:4.2f}x hello"
+            f" ({verdict(ratio, 1.3, False)})"
+        )
+    ratio = load.median([a / b for a, b in zip(times["users/me"], plain, strict=True)])
     print(
-        f"   {'users, authenticated GET /users/me 200':<44} {users * 1000:7.0f} ms = {users / plain:4.2f}x plain "
-        f"({verdict(users / plain, 1.15, False)})"
+        f"   {'users, authenticated GET /users/me 200':<44} {figures['users/me'] * 1000:7.0f} ms = {ratio:4.2f}x plain "
+        f"({verdict(ratio, 1.15, False)})"
     )
     import tempfile
 
     with tempfile.TemporaryDirectory() as empty:  # no .pyc anywhere: every module compiled from source
         cold = {**env, "PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
-        users_src = median_start(functools.partial(eco2_cmd, "users"), cold, "/api/v1/users/me", runs, headers)
+        users_src = median_start(users_cmd, cold, "/api/v1/users/me", runs, headers)
         plain_src = median_start(plain_users_cmd, cold, "/api/v1/users/me", runs, headers)
     figures["users/me, no bytecode"] = users_src
     print(
-        f"   {'without precompiled bytecode: users':<44} {users_src * 1000:7.0f} ms = {users_src / users:4.2f}x "
-        f"with; plain {plain_src * 1000:.0f} ms = {plain_src / plain:4.2f}x with"
+        f"   {'without precompiled bytecode: users':<44} {users_src * 1000:7.0f} ms = "
+        f"{users_src / figures['users/me']:4.2f}x with; plain {plain_src * 1000:.0f} ms = "
+        f"{plain_src / figures['baseline users/me']:4.2f}x with"
     )
     import_times(eco2_cmd("users", 0), env, "/api/v1/users/me", headers)
     return figures
 
 
-def throughput(total: int) -> dict[str, float]:
-    print(f"\n2) no-I/O route, {total} requests, 10 concurrent keep-alive connections")
+def throughput(seconds: float, rounds: int) -> dict[str, float]:
+    print(
+        f"\n2) no-I/O route, 10 concurrent keep-alive connections, {rounds} interleaved rounds of {seconds:.0f} s"
+        " per server (every server gets the same Authorization header)"
+    )
     from eco2.core.settings import Settings
     from eco2.core.tokens import TokenCodec
 
     codec = TokenCodec(Settings.from_env({"JWT_SECRET": SECRET}))
     token = codec.issue("bench-user", "access", "kakao", session_id=uuid.uuid4().hex).token
-    port = free_port()
-    proc, _ = start(baseline_cmd(port), {}, port, "/")
-    load.run(port, "/", concurrency=10, total=500)  # warm-up
-    base = measure(port, "/", 10, total)
-    stop(proc)
-    print("   " + base.line("baseline hello"))
-    env = {"ECO2_ENV": "test", "REDIS_URL": REDIS, "JWT_SECRET": SECRET, "LOG_LEVEL": "INFO"}
     headers = {"Authorization": f"Bearer {token}"}
-    runs: dict[str, load.Result] = {}
-    for label, view in (("eco2 (auth + metrics + logs)", "on"), ("eco2, revocation view off (MGET)", "off")):
+    env = {"ECO2_ENV": "test", "REDIS_URL": REDIS, "JWT_SECRET": SECRET, "LOG_LEVEL": "INFO"}
+    servers: list[subprocess.Popen[bytes]] = []
+    ports: dict[str, int] = {}
+    paths = {"baseline hello": "/"}
+    try:
         port = free_port()
-        proc, _ = start(
-            eco2_cmd("ping", port, HERE / "_bench"),
-            {**env, "ECO2_ROOT": str(HERE / "_bench"), "ECO2_REVOCATION_VIEW": view},
-            port,
-            "/health/readiness",
+        proc, _ = start(baseline_cmd(port), {}, port, "/")
+        servers.append(proc)
+        ports["baseline hello"] = port
+        for label, view in (("eco2 (auth + metrics + logs)", "on"), ("eco2, revocation view off (MGET)", "off")):
+            port = free_port()
+            proc, _ = start(
+                eco2_cmd("ping", port, HERE / "_bench"),
+                {**env, "ECO2_ROOT": str(HERE / "_bench"), "ECO2_REVOCATION_VIEW": view},
+                port,
+                "/health/readiness",
+            )
+            servers.append(proc)
+            ports[label] = port
+            paths[label] = "/api/v1/bench/ping"
+        for label, port in ports.items():  # warm-up (the first authenticated request starts the view)
+            load.run(port, paths[label], concurrency=10, total=500, headers=headers)
+        time.sleep(0.3)
+        results = interleaved(
+            {label: (port, paths[label]) for label, port in ports.items()}, 10, seconds, rounds, headers
         )
-        load.run(port, "/api/v1/bench/ping", concurrency=10, total=500, headers=headers)
-        time.sleep(0.3)  # the view's first load and heartbeat (the warm-up's first requests started it)
-        runs[label] = measure(port, "/api/v1/bench/ping", 10, total, headers)
-        stop(proc)
-        print("   " + runs[label].line(label))
-    ours, off = runs["eco2 (auth + metrics + logs)"], runs["eco2, revocation view off (MGET)"]
-    ratio = ours.rps / base.rps
-    print(f"   ratio {ratio:4.2f}x baseline req/s ({verdict(ratio, 0.9, True)}); view off: {off.rps / base.rps:4.2f}x")
-    return {"hello req/s": base.rps, "eco2 ping req/s": ours.rps, "eco2 ping, view off": off.rps}
+    finally:
+        for proc in servers:
+            stop(proc)
+    for label, runs in results.items():
+        print("   " + summary(label, runs))
+    base = results["baseline hello"]
+    ratio = paired_ratio(results["eco2 (auth + metrics + logs)"], base, lambda r: r.rps)
+    off = paired_ratio(results["eco2, revocation view off (MGET)"], base, lambda r: r.rps)
+    print(f"   ratio {ratio:4.2f}x baseline req/s ({verdict(ratio, 0.9, True)}); view off: {off:4.2f}x")
+    return {
+        "hello req/s": load.median([r.rps for r in base]),
+        "eco2 ping req/s": load.median([r.rps for r in results["eco2 (auth + metrics + logs)"]]),
+        "eco2 ping, view off": load.median([r.rps for r in results["eco2, revocation view off (MGET)"]]),
+    }
 
 
-def users_me(env: dict[str, str], total: int, workers: str, token: str) -> dict[str, float]:
-    print(f"\n3) GET /api/v1/users/me, real PostgreSQL + Redis, {total} requests, {workers} worker(s)")
+def users_me(env: dict[str, str], seconds: float, rounds: int, workers: str, token: str) -> dict[str, float]:
+    print(
+        f"\n3) GET /api/v1/users/me, real PostgreSQL + Redis, {workers} worker(s), {rounds} interleaved rounds of"
+        f" {seconds:.0f} s per server and load"
+    )
     headers = {"Authorization": f"Bearer {token}"}
     server_env = {**env, "DATABASE_POOL_SIZE": "10", "THREADS": "16", "WORKERS": workers}
-    results: dict[str, dict[int, load.Result]] = {}
     commands: tuple[tuple[str, Callable[[int], list[str]]], ...] = (
         ("plain", plain_users_cmd),
         ("eco2", functools.partial(eco2_cmd, "users")),
     )
-    for label, cmd in commands:
-        port = free_port()
-        proc, _ = start(cmd(port), server_env, port, "/api/v1/users/me", headers)
-        try:
-            load.run(port, "/api/v1/users/me", concurrency=50, total=1000, headers=headers)  # warm-up
-            results[label] = {
-                50: measure(port, "/api/v1/users/me", 50, total, headers),
-                10: measure(port, "/api/v1/users/me", 10, total, headers),
-                1: load.run(port, "/api/v1/users/me", concurrency=1, total=total // 5, headers=headers),
-            }
-        finally:
+    servers: list[subprocess.Popen[bytes]] = []
+    ports: dict[str, int] = {}
+    path = "/api/v1/users/me"
+    try:
+        for label, cmd in commands:
+            port = free_port()
+            proc, _ = start(cmd(port), server_env, port, path, headers)
+            servers.append(proc)
+            ports[label] = port
+            load.run(port, path, concurrency=50, total=1000, headers=headers)  # warm-up
+        targets = {label: (port, path) for label, port in ports.items()}
+        results = {in_flight: interleaved(targets, in_flight, seconds, rounds, headers) for in_flight in (50, 10, 1)}
+    finally:
+        for proc in servers:
             stop(proc)
     figures: dict[str, float] = {}
-    for in_flight in (50, 10, 1):
-        plain, ours = results["plain"][in_flight], results["eco2"][in_flight]
-        print("   " + plain.line(f"plain, {in_flight} in flight"))
-        print("   " + ours.line(f"eco2 users, {in_flight} in flight"))
-        figures[f"plain {in_flight}"], figures[f"eco2 {in_flight}"] = plain.rps, ours.rps
+    for in_flight, runs in results.items():
+        plain, ours = runs["plain"], runs["eco2"]
+        print("   " + summary(f"plain, {in_flight} in flight", plain))
+        print("   " + summary(f"eco2 users, {in_flight} in flight", ours))
+        figures[f"plain {in_flight}"] = load.median([r.rps for r in plain])
+        figures[f"eco2 {in_flight}"] = load.median([r.rps for r in ours])
         if in_flight == 1:
-            ratio = ours.pct(50) / plain.pct(50)
+            ratio = paired_ratio(ours, plain, lambda r: r.pct(50))
             print(f"   p50 at 1 in flight: {ratio:4.2f}x plain ({verdict(ratio, 1.2, False)})")
-            figures["p50 plain"], figures["p50 eco2"] = plain.pct(50), ours.pct(50)
+            figures["p50 plain"] = load.median([r.pct(50) for r in plain])
+            figures["p50 eco2"] = load.median([r.pct(50) for r in ours])
         else:
-            ratio = ours.rps / plain.rps
+            ratio = paired_ratio(ours, plain, lambda r: r.rps)
             print(f"   req/s at {in_flight} in flight: {ratio:4.2f}x plain ({verdict(ratio, 0.9, True)})")
     return figures
 
@@ -313,7 +392,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("cold", "throughput", "users"))
     parser.add_argument("--chart", action="store_true", help="write PNG charts into tests/benchmarks/results/")
     args = parser.parse_args()
-    runs, total = (3, 3000) if args.quick else (5, 20000)
+    runs, seconds, rounds = (3, 2.0, 3) if args.quick else (5, 4.0, 5)
     print(f"eco2 framework benchmarks — {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     url = database()
     env = {
@@ -331,11 +410,11 @@ def main() -> None:
         if args.only in (None, "cold"):
             charts["cold start (s)"] = cold_starts(env, runs, token)
         if args.only in (None, "throughput"):
-            charts["no-I/O route (req/s)"] = throughput(total)
+            charts["no-I/O route (req/s)"] = throughput(seconds, rounds)
         if args.only in (None, "users"):
-            charts["users/me, 1 worker (req/s)"] = users_me(env, total // 2, "1", token)
+            charts["users/me, 1 worker (req/s)"] = users_me(env, seconds, rounds, "1", token)
             if not args.quick:
-                charts["users/me, 2 workers (req/s)"] = users_me(env, total // 2, "2", token)
+                charts["users/me, 2 workers (req/s)"] = users_me(env, seconds, rounds, "2", token)
     finally:
         drop(url)
     if args.chart:

@@ -447,11 +447,6 @@ def target(ref: str) -> Callable[[Request], Awaitable[Response]]:
     return decorated
 
 
-def is_asgi(app: Any) -> bool:
-    """True for the Starlette app functions-framework builds for an `eco2.serving.aio` target."""
-    return not hasattr(app, "wsgi_app")
-
-
 # -- a loopback server: `eco2 dev` and the tests serve an ASGI function on 127.0.0.1 ----------------
 
 

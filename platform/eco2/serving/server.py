@@ -68,13 +68,46 @@ def load_source(source: Path, root: Path, env: Mapping[str, str] | None = None) 
         app = functions_framework.create_app(target="handle", source=str(source), signature_type="http")  # type: ignore[no-untyped-call]
         module = sys.modules[source.stem]
     runtime: Runtime = module.handle.runtime
-    from eco2.serving.aio import is_asgi
-
     if is_asgi(app):  # an async function (eco2.serving.aio): functions-framework built a Starlette app
         return app, runtime
-    app.config["MAX_CONTENT_LENGTH"] = None  # bounded below, before Flask reads anything
-    app.wsgi_app = BodyLimit(app.wsgi_app, runtime.body_cap())
+    app.config["MAX_CONTENT_LENGTH"] = None  # bounded below, before anything reads the body
+    app.wsgi_app = BodyLimit(Direct(runtime), runtime.body_cap())
     return app, runtime
+
+
+class Direct:
+    """The function's whole WSGI app: every request straight to `Runtime.handle`.
+
+    The Flask app functions-framework builds routes every path and method to the one target, and
+    the runtime routes again (its own routes, errors, request ids, CORS); Flask's request context,
+    URL matching, session and response finalising cost about twice the runtime's own work per
+    request (tests/benchmarks/bench_framework.py, the no-I/O route). So the container command
+    (`eco2.serving.server`) and `eco2 dev` answer through this, with functions-framework still
+    loading the function and providing the server; a plain `functions-framework --target handle`
+    serves the same target through Flask, unchanged."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        from flask import Request
+
+        request = Request(environ)
+        try:
+            response = self.runtime.handle(request)
+            if not response.is_streamed:
+                request.get_data()  # read what the handler left unread (as functions-framework does)
+        except Exception as exc:  # handle() answers its own errors; this is the last resort
+            from eco2.core.runtime import error_response
+
+            response = error_response(exc)
+        return response(environ, start_response)
+
+
+def is_asgi(app: Any) -> bool:
+    """True for the Starlette app functions-framework builds for an `eco2.serving.aio` target
+    (checked here, so a WSGI function never imports the async runtime)."""
+    return not hasattr(app, "wsgi_app")
 
 
 class BodyLimit:

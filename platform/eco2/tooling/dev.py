@@ -293,7 +293,7 @@ def build(root: Path, env: Mapping[str, str], only: Iterable[str] | None = None)
             continue
         app, runtime = create_app(spec, root, container_env(spec, env))
         runtime.start()
-        from eco2.serving.aio import is_asgi
+        from eco2.serving.server import is_asgi
 
         if is_asgi(app):  # an async function: on a loopback port (one event loop), streamed through
             from eco2.serving.aio import loopback
