@@ -66,7 +66,11 @@ def start(
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
     cwd = Path(full_env.get("ECO2_ROOT", ROOT))
     proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
-    return proc, wait_ready(port, path, proc, headers=headers) - t0
+    try:
+        return proc, wait_ready(port, path, proc, headers=headers) - t0
+    except BaseException:
+        stop(proc)  # never leave a server behind (e.g. one that cannot become ready here)
+        raise
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -405,7 +409,14 @@ def main() -> None:
         "ECO2_BROKER": "bench",
     }
     charts: dict[str, dict[str, float]] = {}
+    s3 = None
     try:
+        if args.only in (None, "cold"):  # the images function's readiness asks S3 for its bucket
+            sys.path.insert(0, str(ROOT))
+            from tests.support.s3_server import start_s3_server
+
+            s3 = start_s3_server()
+            env.update(s3.env())
         _, token = bench_user(env)
         if args.only in (None, "cold"):
             charts["cold start (s)"] = cold_starts(env, runs, token)
@@ -417,6 +428,8 @@ def main() -> None:
                 charts["users/me, 2 workers (req/s)"] = users_me(env, seconds, rounds, "2", token)
     finally:
         drop(url)
+        if s3 is not None:
+            s3.stop()
     if args.chart:
         import charts as charting
 
