@@ -469,6 +469,22 @@ def base_env(db_url: str, broker: str, llm: LLM) -> dict[str, str]:
     }
 
 
+def measured_burst(
+    label: str, fleet: Fleet, llm: LLM, submit_base: str, stream_base: str, scanners: list[Scanner]
+) -> dict[str, float]:
+    """The burst, its report and the CPU each process of `fleet` spent on it."""
+    before = snapshot(fleet, llm)
+    burst = run_burst(submit_base, stream_base, scanners)
+    after = snapshot(fleet, llm)
+    title = (
+        f"{label} — {os.cpu_count()} CPUs, {len(scanners)} scans at once, "
+        f"LLM stand-in vision {VISION:.0f} s + answer {ANSWER:.0f} s"
+    )
+    figures = report(title, burst, llm)
+    cpu_lines(before, after, burst.wall)
+    return figures
+
+
 def run_deployed(args: argparse.Namespace, db_url: str, llm: LLM, logs: Path) -> dict[str, float]:
     from eco2.core import funcyaml
     from eco2.core.settings import Settings
@@ -515,15 +531,8 @@ def run_deployed(args: argparse.Namespace, db_url: str, llm: LLM, logs: Path) ->
         for line in fleet.log("broker").splitlines():
             if line.startswith("dispatching"):
                 print(f"  broker       {line}")
-        before = snapshot(fleet, llm)
-        burst = run_burst(f"http://127.0.0.1:{ports['scan']}", f"http://127.0.0.1:{ports['streams']}", scanners)
-        after = snapshot(fleet, llm)
-        title = (
-            f"deployed — {os.cpu_count()} CPUs, {args.scans} scans at once, "
-            f"LLM stand-in vision {VISION:.0f} s + answer {ANSWER:.0f} s"
-        )
-        figures = report(title, burst, llm)
-        cpu_lines(before, after, burst.wall)
+        ports_base = f"http://127.0.0.1:{ports['scan']}", f"http://127.0.0.1:{ports['streams']}"
+        figures = measured_burst("deployed", fleet, llm, *ports_base, scanners)
         drained = wait_drained(broker, DEPLOYED)
         print(f"  the Triggers' queues were empty {drained:.1f} s after the last scan's done (reward path)")
         fleet.stop("broker")  # drains in-flight deliveries, then prints its counts
@@ -555,15 +564,7 @@ def run_dev(args: argparse.Namespace, db_url: str, llm: LLM, logs: Path) -> dict
         base = f"http://127.0.0.1:{port}"
         fleet.wait_ready("dev", base + "/health/readiness")
         print(f"\ndev: `eco2 dev` on :{port} (every function, the gateway and the dispatchers in one process)")
-        before = snapshot(fleet, llm)
-        burst = run_burst(base, base, scanners)
-        after = snapshot(fleet, llm)
-        title = (
-            f"dev (eco2 dev) — {os.cpu_count()} CPUs, {args.scans} scans at once, "
-            f"LLM stand-in vision {VISION:.0f} s + answer {ANSWER:.0f} s"
-        )
-        figures = report(title, burst, llm)
-        cpu_lines(before, after, burst.wall)
+        figures = measured_burst("dev (eco2 dev)", fleet, llm, base, base, scanners)
         return figures
     finally:
         fleet.stop_all()

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from eco2.core import errors
+
 Handler = Callable[..., Any]
 USES = ("db", "redis", "s3", "openai", "jwt", "events")  # the clients a function may declare
 _PARAM_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -219,14 +221,17 @@ class Function:
 
         return register
 
-    def find(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
-        """(route, path params, path exists with another method)."""
+    def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route for `method path` (HEAD answers as GET) and its path params; 405 when the path
+        exists with other methods only, else 404 (both runtimes route through here)."""
         path_exists = False
         for route in self.routes:
             params = route.match(path)
             if params is None:
                 continue
             if route.method == method or (method == "HEAD" and route.method == "GET"):
-                return route, params, True
+                return route, params
             path_exists = True
-        return None, {}, path_exists
+        if path_exists:
+            raise errors.MethodNotAllowed()
+        raise errors.NotFound(f"No route for {method} {path}.")

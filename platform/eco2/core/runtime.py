@@ -210,7 +210,7 @@ class Runtime:
         if route_label not in _UNLOGGED:
             status = response.status_code
             self.metrics.observe(route_label, request.method, str(status), took)
-            if _access_log_on():
+            if log.isEnabledFor(logging.INFO):
                 log.info(
                     "request",
                     extra={
@@ -245,11 +245,7 @@ class Runtime:
             label[0] = "cloudevent"
             return self._event(request, request_id)
         _check_path(request)
-        route, params, path_exists = self.function.find(method, path)
-        if route is None:
-            if path_exists:
-                raise errors.MethodNotAllowed()
-            raise errors.NotFound(f"No route for {method} {path}.")
+        route, params = self.function.resolve(method, path)
         label[0] = route.path
         return self._call_route(route, params, request, request_id)
 
@@ -393,11 +389,6 @@ class Runtime:
 
 
 _UNLOGGED = frozenset(("/metrics", "/health/liveness", "/health/readiness"))
-_INFO = logging.INFO
-
-
-def _access_log_on() -> bool:
-    return log.isEnabledFor(_INFO)
 
 
 def access_token(request: Request) -> str | None:

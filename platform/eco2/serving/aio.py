@@ -364,11 +364,7 @@ class AsyncRuntime:
         raw = str(request.scope.get("raw_path", b"").decode("latin-1") or path).lower()
         if "//" in raw or "%2f" in raw or "%5c" in raw:
             raise errors.NotFound("No route for this path; paths are matched exactly as written.")
-        route, params, path_exists = self.function.find(method, path)
-        if route is None:
-            if path_exists:
-                raise errors.MethodNotAllowed()
-            raise errors.NotFound(f"No route for {method} {path}.")
+        route, params = self.function.resolve(method, path)
         label[0] = route.path
         claims = token = None
         if route.auth:

@@ -87,12 +87,13 @@ class Direct:
     serves the same target through Flask, unchanged."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         from flask import Request
 
-        request = Request(environ)
+        self.runtime = runtime
+        self.request_class = Request
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = self.request_class(environ)
         try:
             response = self.runtime.handle(request)
             if not response.is_streamed:
