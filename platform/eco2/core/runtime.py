@@ -14,8 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from werkzeug.wrappers import Response
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
     from eco2.core.ratelimit import RateLimiter
     from eco2.core.settings import Settings
 
-    EventIngress = Callable[["Runtime", Request, str], Response]
-
 log = logging.getLogger("eco2.core.runtime")
 PROCESS_STARTED = time.time()
 MAX_BODY = 1024 * 1024  # default per route; a route may declare its own `max_body`
@@ -43,6 +40,15 @@ EVENT_PATH = "/"  # the private event path: Triggers deliver here, no public rou
 PUBLIC_INGRESS_HEADER = "X-Eco2-Ingress"  # set to "public" by the VirtualServices and the dev gateway
 PUBLIC_INGRESS_ENVIRON = "HTTP_X_ECO2_INGRESS"
 _REQUEST_ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class EventIngress(Protocol):
+    """What dispatches the CloudEvents of the private event path (eco2.events.ingress.Ingress)."""
+
+    def __call__(self, runtime: Runtime, request: Request, request_id: str, /) -> Response: ...
+
+    def close(self) -> None:
+        """Settle what the deliveries so far left to do (before the clients close)."""
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
@@ -180,6 +186,8 @@ class Runtime:
     def close(self) -> None:
         with self._start_lock:
             self._started = False
+            if self.event_ingress is not None:
+                self.event_ingress.close()
             self.clients.close()
             log.info("function stopped, clients closed")
 

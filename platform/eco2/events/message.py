@@ -4,15 +4,21 @@
 data as the bytes that travel, so relaying an event never re-encodes it. Every wire format goes
 through this module:
 
-- HTTP, binary and structured content modes (`to_http`, `from_http`): the SDK's
-  `to_binary`/`to_structured`/`from_http`, with the data passed through as bytes;
+- HTTP, binary and structured content modes (`to_http`, `from_http`): structured mode on the
+  SDK's `to_structured`/`from_http`, binary mode written and read here (see below), with the data
+  passed through as bytes;
 - AMQP as eventing-rabbitmq encodes it (`to_amqp_headers`, `from_amqp_headers`): the attributes as
   unprefixed message headers, `datacontenttype` as the message's content type, data as the body.
 
 Cost, measured on this project's 2-core machine (timeit, a small event): the SDK encodes binary
 mode in ~75 µs and decodes in ~88 µs, where the four hand-written codecs it replaces took ~3 and
-~11 µs. One spec-checked codec is worth ~0.16 ms per delivery; revisit if the events benchmark
-shows the codec as the bottleneck.
+~11 µs. The events benchmark then showed both on every delivery's path (issue 14: the broker
+encodes each delivery, the function decodes it and encodes its reply; the function at
+0.64-0.80x of a bare one, ~600 µs per event in process). Binary mode is therefore written and
+read here: its headers are the attributes with a `ce-` prefix, and `from_http` already extracted
+and checked them (required attributes, specversion, JSON data) before the SDK ran, so the SDK
+added only the cost; the data stays bytes either way. tests/unit/test_message.py checks that
+both agree with the SDK on every input it holds. Structured mode stays on the SDK.
 """
 
 from __future__ import annotations
@@ -55,29 +61,29 @@ class Message:
 
     # -- HTTP -------------------------------------------------------------------------------------
     def to_http(self, mode: Literal["binary", "structured"] = "binary") -> tuple[dict[str, str], bytes]:
-        from cloudevents.conversion import to_binary, to_structured
+        from cloudevents.conversion import to_structured
         from cloudevents.http import CloudEvent
 
-        attributes = {**self.attributes, "datacontenttype": self.content_type}
         if mode == "binary":
-            event = CloudEvent(attributes, self.data)
-            headers, body = to_binary(event, data_marshaller=_as_bytes)
-            return dict(headers), body
+            return self.http_headers(), self.data
+        attributes = {**self.attributes, "datacontenttype": self.content_type}
         event = CloudEvent(attributes, self.json())
         headers, body = to_structured(event)
         return dict(headers), body
 
     def http_headers(self) -> dict[str, str]:
-        """Binary mode's headers (the body is `data`)."""
-        return self.to_http("binary")[0]
+        """Binary mode's headers (the body is `data`): the content type, and each attribute as a
+        `ce-` header, as the SDK's `to_binary` writes them (without inventing a missing `time`)."""
+        headers = {"content-type": self.content_type}
+        for name, value in self.attributes.items():
+            if name != "datacontenttype":
+                headers["ce-" + name] = value
+        return headers
 
     @classmethod
     def from_http(cls, headers: Mapping[str, str], body: bytes) -> Message:
         """Binary or structured mode -> Message; InvalidMessage for anything else. Only the
         attributes the sender gave are kept (the SDK would invent a `time`)."""
-        from cloudevents import exceptions
-        from cloudevents.http import from_http
-
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
         if content_type.startswith("application/cloudevents-batch"):
             raise InvalidMessage(
@@ -92,21 +98,24 @@ class Message:
             raise InvalidMessage(
                 f"specversion {given['specversion']!r} is not supported (1.0 is).", "UNSUPPORTED_SPECVERSION"
             )
-        if not structured and body and "json" not in content_type:
-            raise InvalidMessage("Event data must be JSON (Content-Type: application/json).", "UNSUPPORTED_DATA")
+        if not structured:
+            if body and "json" not in content_type:
+                raise InvalidMessage("Event data must be JSON (Content-Type: application/json).", "UNSUPPORTED_DATA")
+            # binary mode: the checked `ce-` headers are the attributes, the body is the data
+            content = given.pop("datacontenttype", "") or content_type
+            return cls(given, bytes(body or b""), content or "application/json")
+        from cloudevents import exceptions
+        from cloudevents.http import from_http
+
         try:
-            if structured:
-                event = from_http(dict(headers), body)
-            else:
-                event = from_http(dict(headers), body, data_unmarshaller=_as_bytes)
+            event = from_http(dict(headers), body)
         except (exceptions.GenericException, ValueError) as exc:
             raise InvalidMessage(f"The request is not a valid CloudEvent: {type(exc).__name__}.") from None
         attributes = {k: str(v) for k, v in event.get_attributes().items() if k in given and v is not None}
-        content = attributes.pop("datacontenttype", None) or ("application/json" if structured else content_type)
+        content = attributes.pop("datacontenttype", "") or "application/json"
         data = event.data
-        if structured:
-            data = b"" if data is None else json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-        return cls(attributes, bytes(data or b""), content or "application/json")
+        data = b"" if data is None else json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return cls(attributes, data, content or "application/json")
 
     # -- AMQP (eventing-rabbitmq) -----------------------------------------------------------------
     def to_amqp_headers(self) -> dict[str, str]:
@@ -144,12 +153,6 @@ def make_message(
     attributes.update(extensions or {})
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return Message(attributes, body)
-
-
-def _as_bytes(value: Any) -> bytes:
-    if value is None:
-        return b""
-    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _given(headers: Mapping[str, str], body: bytes, structured: bool) -> dict[str, str]:

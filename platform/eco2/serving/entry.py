@@ -56,9 +56,9 @@ def target(ref: str) -> Callable[[Request], Response]:
     # the composition root of one function: wired here, built after the fork (Runtime.start)
     runtime = Runtime(function, settings, Clients(settings, function.uses), config=config)
     if function.events:
-        from eco2.events.ingress import dispatch
+        from eco2.events.ingress import Ingress
 
-        runtime.event_ingress = dispatch
+        runtime.event_ingress = Ingress()
 
     def handle(request: Request) -> Response:
         return runtime.handle(request)
