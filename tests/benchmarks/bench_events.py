@@ -201,6 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, help="events per drain (default 4,000; --quick 1,500)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per parallelism (default 5; --quick 3)")
+    parser.add_argument("--parallelism", type=int, action="append", help="only this parallelism (repeatable)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--chart", action="store_true", help="write a PNG chart into tests/benchmarks/results/")
     args = parser.parse_args()
@@ -236,7 +237,7 @@ def main() -> None:
     )
     figures: dict[str, float] = {}
     try:
-        for parallelism in (1, 10):
+        for parallelism in args.parallelism or (1, 10):
             runs = drain_rounds(eco2_port, bare_port, parallelism, total, rounds)
             base, ours, cross = runs["base"], runs["ours"], runs["cross"]
             ratio = paired(ours, base)
