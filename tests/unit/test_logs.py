@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
-from eco2.core.logs import JsonFormatter
+from eco2.core.logs import PIPE_BUF, BatchedStreamHandler, JsonFormatter
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:
@@ -56,3 +57,75 @@ def test_exception_is_included() -> None:
         rec.exc_info = sys.exc_info()
     line = json.loads(JsonFormatter("users").format(rec))
     assert "ValueError: bad" in line["exception"]
+
+
+class Recorder:
+    """A stream that keeps each write() call."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+    def lines(self) -> list[str]:
+        return "".join(self.writes).splitlines()
+
+
+def batched(interval: float = 60.0, capacity: int = 1000) -> tuple[logging.Logger, Recorder, BatchedStreamHandler]:
+    stream = Recorder()
+    handler = BatchedStreamHandler(stream, interval=interval, capacity=capacity)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"eco2.test.batched.{id(handler)}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    return logger, stream, handler
+
+
+def test_lines_below_warning_wait_and_a_warning_writes_them_first_in_order() -> None:
+    logger, stream, _ = batched()
+    logger.info("one")
+    logger.info("two")
+    assert stream.writes == []  # waiting for the writer (a minute away here)
+    logger.warning("three")
+    assert stream.lines() == ["INFO one", "INFO two", "WARNING three"]
+    assert len(stream.writes) == 1  # one write for all three
+
+
+def test_the_writer_thread_writes_waiting_lines_within_the_interval() -> None:
+    logger, stream, _ = batched(interval=0.02)
+    logger.info("soon")
+    deadline = time.monotonic() + 2
+    while not stream.writes and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert stream.lines() == ["INFO soon"]
+
+
+def test_flush_and_capacity_write_what_waits() -> None:
+    logger, stream, handler = batched(capacity=3)
+    logger.info("a")
+    logger.info("b")
+    assert stream.writes == []
+    logger.info("c")  # the third line reaches the capacity
+    assert stream.lines() == ["INFO a", "INFO b", "INFO c"]
+    logger.debug("d")
+    handler.flush()
+    assert stream.lines()[-1] == "DEBUG d"
+
+
+def test_writes_are_cut_at_line_boundaries_within_pipe_buf() -> None:
+    """Several worker processes share one stderr pipe: a write of at most PIPE_BUF bytes is atomic,
+    so no line of one process is cut by another's."""
+    logger, stream, handler = batched()
+    sent = [f"line {n} " + "페" * 300 for n in range(40)]  # ~900 bytes each in UTF-8
+    for text in sent:
+        logger.info(text)
+    handler.flush()
+    assert stream.lines() == [f"INFO {text}" for text in sent]
+    assert len(stream.writes) > 1
+    for piece in stream.writes:
+        assert len(piece.encode()) <= PIPE_BUF and piece.endswith("\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -208,7 +208,7 @@ class Deduplicator:
         self.redis = runtime.clients.redis
         self.function = runtime.function.name
         self.records = records
-        self.token = f"processing:{os.urandom(16).hex()}"  # this delivery's claim
+        self.token = f"processing:{random.getrandbits(128):032x}"  # this delivery's claim (unique, not secret)
 
     def key(self, event: Event[Any]) -> str:
         return f"dedupe:{self.function}:{event.source}:{event.id}"
