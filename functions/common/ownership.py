@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from functions.common.models import UserCharacter
+from eco2.core.db import insert_new
+from functions.common.models import UserCharacter, utcnow
 
 
 def grant(session: Session, user_id: uuid.UUID, code: str, source: str) -> bool:
-    """True when a row was added; False when the user already owned the character."""
-    exists = session.scalar(
-        select(UserCharacter.id).where(UserCharacter.user_id == user_id, UserCharacter.character_code == code)
-    )
-    if exists is not None:
-        return False
-    try:
-        with session.begin_nested():
-            session.add(UserCharacter(user_id=user_id, character_code=code, source=source))
-    except IntegrityError:  # a concurrent grant won the race: same outcome
-        return False
-    return True
+    """True when a row was added; False when the user already owned the character (also when a
+    concurrent grant won the race: one INSERT ... ON CONFLICT DO NOTHING either way)."""
+    values = {"id": uuid.uuid4(), "user_id": user_id, "character_code": code, "source": source, "acquired_at": utcnow()}
+    return insert_new(session, UserCharacter.__table__, values)  # type: ignore[arg-type]
 
 
 def grant_from_event(session: Session, user_id: str, code: str, source: str) -> bool:

@@ -49,3 +49,36 @@ def test_sessions_stay_transactional_after_a_read(database: Database) -> None:
         session.execute(text("INSERT INTO read_probe (n) VALUES (3)"))
         session.commit()
     assert rows(database) == [3]
+
+
+def test_insert_new_adds_once_then_reports_the_row_already_there(database: Database) -> None:
+    """The idempotent insert of at-least-once handlers (dedupe records, character grants): one
+    INSERT ... ON CONFLICT DO NOTHING, on the primary key and on unique columns alike."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint
+
+    from eco2.core.db import insert_new
+
+    table = Table(
+        "insert_probe",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("code", String(20), nullable=False),
+        UniqueConstraint("code", name="uq_insert_probe_code"),
+    )
+    table.drop(database.engine, checkfirst=True)
+    table.create(database.engine)
+    try:
+        with database.session() as session:
+            assert insert_new(session, table, {"id": 1, "code": "a"}) is True
+            assert insert_new(session, table, {"id": 1, "code": "b"}) is False  # same key
+            assert insert_new(session, table, {"id": 2, "code": "a"}) is False  # same unique column
+            assert insert_new(session, table, {"id": 3, "code": "c"}) is True
+            session.commit()
+        with database.engine.connect() as connection:
+            assert connection.execute(text("SELECT id, code FROM insert_probe ORDER BY id")).fetchall() == [
+                (1, "a"),
+                (3, "c"),
+            ]
+            assert insert_new(connection, table, {"id": 1, "code": "a"}) is False  # on a Core connection too
+    finally:
+        table.drop(database.engine)

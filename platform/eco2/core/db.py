@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +20,23 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def insert_new(session: Session | Connection, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite): True when the row was added,
+    False when a row with the same key or unique columns was already there.
+
+    One statement, in the caller's transaction. A concurrent insert of the same key waits for
+    the other transaction and then does nothing, so it is the idempotent insert of an
+    at-least-once handler without a SAVEPOINT (two more round trips) or an IntegrityError."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    bind = session.get_bind() if hasattr(session, "get_bind") else session
+    dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
+    key = next(iter(table.primary_key.columns))
+    # RETURNING, not rowcount: psycopg 3 through SQLAlchemy reports -1 for either outcome
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(key)
+    return session.execute(statement).first() is not None
 
 
 class Database:

@@ -150,23 +150,14 @@ def dispatch(runtime: Runtime, request: Request, request_id: str, records: DoneR
 def _record_in_transaction(ctx: Context, event: Event[Any]) -> bool:
     """Insert (consumer, source, id) in the handler's own transaction; False when already there.
 
-    A concurrent duplicate blocks on the primary key until the first commits, then fails here.
-    (A reply event of the first delivery is not re-sent: db-deduplicated handlers publish through
-    the outbox instead of replying.)"""
-    from sqlalchemy.exc import IntegrityError
-
+    A concurrent duplicate blocks on the primary key until the first commits, then inserts
+    nothing here. (A reply event of the first delivery is not re-sent: db-deduplicated handlers
+    publish through the outbox instead of replying.)"""
+    from eco2.core.db import insert_new
     from eco2.events.outbox import processed_events
 
-    try:
-        with ctx.db.begin_nested():
-            ctx.db.execute(
-                processed_events.insert().values(
-                    consumer=ctx.function, source=event.source, event_id=event.id, processed_at=datetime.now(UTC)
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    values = {"consumer": ctx.function, "source": event.source, "event_id": event.id, "processed_at": datetime.now(UTC)}
+    return insert_new(ctx.db, processed_events, values)
 
 
 def reply(event: OutEvent, *, default_source: str) -> Response:
