@@ -187,8 +187,11 @@ class Deduplicator:
     The done record is one Redis round trip that the delivery's answer need not wait for: with
     `records` it is written behind the response (DoneRecords), and until it is written a duplicate
     reaching this process is answered from it; one reaching another process finds the claim and
-    gets 409, so the broker retries it after the record is there. What a crash can lose is the
-    same as before: a record not yet written leaves the claim to expire after CLAIM_TTL.
+    gets 409, so the broker retries it after the record is there. What this costs: a process
+    that dies (SIGKILL, OOM) within a few milliseconds of answering leaves those records
+    unwritten; their claims expire after CLAIM_TTL, and a duplicate of such an event arriving
+    later than that runs the handler again. Writing the record first confined that to a death
+    between the handler's effects and its answer; a graceful stop writes everything (flush).
     When Redis is unreachable at the end of a delivery (the handler most likely failed for that
     very reason), releasing the claim or recording the reply is retried in the background until
     Redis is back: a claim left behind would answer every retry 409 for CLAIM_TTL, past the
