@@ -129,3 +129,30 @@ def test_writes_are_cut_at_line_boundaries_within_pipe_buf() -> None:
     assert len(stream.writes) > 1
     for piece in stream.writes:
         assert len(piece.encode()) <= PIPE_BUF and piece.endswith("\n")
+
+
+def test_a_forked_child_does_not_write_the_lines_its_parent_left_waiting() -> None:
+    """gunicorn forks its workers from the process that configured the logs: a line still waiting
+    at the fork is the parent's to write, once."""
+    import os
+
+    read, write = os.pipe()
+    stream = os.fdopen(write, "w")
+    handler = BatchedStreamHandler(stream, interval=60.0)
+    handler.setFormatter(logging.Formatter("%(process)d %(message)s"))
+    logger = logging.getLogger(f"eco2.test.fork.{id(handler)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    logger.info("before the fork")
+    pid = os.fork()
+    if pid == 0:  # the child: its own line, written, then leave without pytest's teardown
+        logger.info("from the child")
+        handler.flush()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    handler.flush()
+    stream.close()
+    with os.fdopen(read) as pipe:
+        messages = [line.split(" ", 1)[1] for line in pipe.read().splitlines()]
+    assert sorted(messages) == ["before the fork", "from the child"]

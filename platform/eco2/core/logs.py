@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -66,6 +67,15 @@ class JsonFormatter(logging.Formatter):
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is never interleaved with another
+_batched: weakref.WeakSet[BatchedStreamHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_batched):
+        handler._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -83,7 +93,8 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     what waits. Writes are cut at line boundaries into pieces of at most PIPE_BUF bytes, so the
     lines of several worker processes sharing one stderr pipe never interleave mid-line (as one
     write per line did not). What a crash can lose: the lines of the last `interval` seconds
-    below WARNING. The writer thread starts with the first line (after a fork, in the child).
+    below WARNING. The writer thread starts with the first line (after a fork, in the child,
+    which leaves the lines waiting at the fork to the parent).
     """
 
     def __init__(
@@ -92,6 +103,13 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self.interval, self.flush_level, self.capacity = interval, flush_level, capacity
         self._lines: list[str] = []
+        self._pid = 0
+        _batched.add(self)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child (a gunicorn worker): the lines waiting at the fork are the parent's
+        to write, not written twice; the child's own writer starts with its first line."""
+        self._lines = []
         self._pid = 0
 
     def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
