@@ -482,7 +482,34 @@ def measured_burst(
     )
     figures = report(title, burst, llm)
     cpu_lines(before, after, burst.wall)
+    handler_lines(fleet)
     return figures
+
+
+def handler_lines(fleet: Fleet) -> None:
+    """Time inside the handlers (the access log's duration_ms, from request received to response
+    ready), for the submit and the event deliveries: what a stage gap spends beyond this was
+    spent before the handler ran (connection, accept, a free thread) or after it."""
+    durations: dict[tuple[str, str], list[float]] = {}
+    for label in fleet.procs:
+        path = fleet.logs / f"{label}.log"
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            if '"request"' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            route = record.get("route", "")
+            if record.get("method") == "POST" and route in ("/api/v1/scan", "cloudevent"):
+                durations.setdefault((str(record.get("function", label)), route), []).append(record["duration_ms"])
+    if durations:
+        print("  inside the handlers (access log duration_ms, p50 / p95 / max):")
+    for (function, route), values in sorted(durations.items()):
+        print(
+            f"    {function:<12} POST {route:<14} {pct(values, 50):7.1f} / {pct(values, 95):7.1f} / "
+            f"{max(values):7.1f} ms  ({len(values)} requests)"
+        )
 
 
 def run_deployed(args: argparse.Namespace, db_url: str, llm: LLM, logs: Path) -> dict[str, float]:
