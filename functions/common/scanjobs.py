@@ -50,6 +50,8 @@ class JobStore:
         self.redis: Any = client  # decode_responses=True: str in, str out (redis-py's stubs cannot say so)
 
     def create(self, job_id: str, user_id: str) -> None:
+        """The job and its first event (`queued`, seq 1) in one transaction: one round trip on the
+        submit path, where the hash, the sequence counter and the first event took three."""
         pipe = self.redis.pipeline()
         pipe.hset(
             job_key(job_id),
@@ -62,8 +64,9 @@ class JobStore:
             },
         )
         pipe.expire(job_key(job_id), TTL)
+        pipe.set(f"scan:seq:{job_id}", 1, ex=TTL)
+        self._append(pipe, job_id, "queued", "completed", 1, None)
         pipe.execute()
-        self.event(job_id, "queued", "completed")
 
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.hgetall(job_key(job_id))
@@ -76,9 +79,21 @@ class JobStore:
 
     def event(self, job_id: str, stage: str, status: StageStatus, result: dict[str, Any] | None = None) -> str:
         """Append a progress event (and move the job's stage); returns the stream entry id."""
+        seq = int(self.redis.incr(f"scan:seq:{job_id}"))
+        pipe = self.redis.pipeline()
+        self._append(pipe, job_id, stage, status, seq, result)
+        pipe.expire(f"scan:seq:{job_id}", TTL)
+        entry_id = pipe.execute()[0]
+        return str(entry_id)
+
+    @staticmethod
+    def _append(
+        pipe: Any, job_id: str, stage: str, status: StageStatus, seq: int, result: dict[str, Any] | None
+    ) -> None:
+        """Queue, on `pipe`, the event (first command: its reply is the stream entry id) and the
+        job's new stage."""
         index = STAGES.index(stage)
         progress = PROGRESS[STAGES[index - 1]] if status == "started" and index else PROGRESS[stage]
-        seq = int(self.redis.incr(f"scan:seq:{job_id}"))
         data: dict[str, Any] = {
             "job_id": job_id,
             "stage": stage,
@@ -89,17 +104,13 @@ class JobStore:
         }
         if result is not None:
             data["result"] = result
-        pipe = self.redis.pipeline()
         pipe.xadd(stream_key(job_id), {"stage": stage, "data": json.dumps(data, ensure_ascii=False)})
         pipe.expire(stream_key(job_id), TTL)
-        pipe.expire(f"scan:seq:{job_id}", TTL)
         job_status = "processing" if stage not in ("queued", "done") else None
         mapping: dict[str, Any] = {"current_stage": stage, "progress": progress}
         if job_status:
             mapping["status"] = job_status
         pipe.hset(job_key(job_id), mapping=mapping)
-        entry_id = pipe.execute()[0]
-        return str(entry_id)
 
     def finish(self, job_id: str, result: dict[str, Any]) -> None:
         """Store the result, then mark the job and send `done` (the result is readable first)."""
