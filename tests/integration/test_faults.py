@@ -499,9 +499,10 @@ def _answers(client: Any) -> bool:
 def test_a_claim_left_by_a_redis_outage_is_settled_once_redis_is_back(servers: dict[str, PrivateServer]) -> None:
     """A handler that fails because Redis went away cannot give its dedupe claim back at that
     moment; the claim is given back once Redis returns, so the broker's next try runs the handler
-    (instead of 409 for CLAIM_TTL, then a dead letter). Likewise a reply recorded when Redis is back."""
+    (instead of 409 for CLAIM_TTL, then a dead letter). Likewise the done record of a handler that
+    answered meanwhile: the process's writer (DoneRecords) writes it when Redis is back."""
     from eco2.core.context import Event, OutEvent
-    from eco2.events.ingress import CLAIM_TTL, Deduplicator, reply
+    from eco2.events.ingress import CLAIM_TTL, Deduplicator, DoneRecords, Ingress, reply
     from eco2.serving.testing import FunctionClient
     from eventing.catalogue import SCAN_COMPLETED, SCAN_REQUESTED
 
@@ -512,23 +513,32 @@ def test_a_claim_left_by_a_redis_outage_is_settled_once_redis_is_back(servers: d
         failed = Event(id=uuid.uuid4().hex, source="/eco2/scan", type=SCAN_REQUESTED, data=None)
         answered = Event(id=uuid.uuid4().hex, source="/eco2/scan", type=SCAN_REQUESTED, data=None)
         control = Event(id=uuid.uuid4().hex, source="/eco2/scan", type=SCAN_REQUESTED, data=None)
-        first, second, third = Deduplicator(client.runtime), Deduplicator(client.runtime), Deduplicator(client.runtime)
+        ingress = client.runtime.event_ingress
+        assert isinstance(ingress, Ingress)
+
+        def here() -> Deduplicator:  # a delivery reaching this process
+            return Deduplicator(client.runtime, ingress.records)
+
+        def elsewhere() -> Deduplicator:  # one reaching another process: it sees Redis only
+            return Deduplicator(client.runtime, DoneRecords())
+
+        first, second, third = here(), here(), here()
         assert first.claim(failed) is None and second.claim(answered) is None and third.claim(control) is None
         response = reply(OutEvent(type=SCAN_COMPLETED, data={"job_id": "j"}, id="j-completed"), default_source="/t")
         redis_server.stop()
         try:
             first.release(failed)  # the handler failed: give the claim back (Redis is down)
-            second.done(answered, response)  # the handler answered: record its reply (Redis is down)
+            second.done(answered, response)  # the handler answered: its record waits (Redis is down)
         finally:
             redis_server.start()
         back = time.monotonic()
         redis = client.runtime.clients.redis
         assert wait_for(lambda: _answers(redis), 5)
         assert 0 < int(redis.ttl(third.key(control))) <= CLAIM_TTL  # claims outlive the restart (append-only file)
-        retried = Deduplicator(client.runtime)
+        retried = here()
         assert wait_for(lambda: redis.get(first.key(failed)) is None, 5), "claim kept"
         assert retried.claim(failed) is None  # the broker's next try runs the handler
-        again = Deduplicator(client.runtime)
+        again = elsewhere()
 
         def recorded() -> bool:
             try:

@@ -117,7 +117,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._lines.append(self.format(record))
             if record.levelno >= self.flush_level or len(self._lines) >= self.capacity:
                 self._write()
-            elif self._pid != os.getpid():
+            elif not self._pid:  # no writer in this process yet (0 again in a forked child)
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="log-writer", daemon=True).start()
         except Exception:

@@ -4,6 +4,7 @@ verified, then checked against the Redis revocation keys: from this process's `R
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
@@ -103,13 +104,15 @@ IDLE_STOP = 30.0  # seconds without a check before the feed is closed (reopened 
 _LOAD_BATCH = 500
 
 
+@functools.cache
 def _poll_now() -> Any:
     """poll(2) of one descriptor with a zero timeout, called with the GIL held: `select.poll`
     gives the GIL up around every call, and under concurrent requests taking it back costs a
     thread switch; this check runs on every authenticated request (tests/benchmarks/
     bench_framework.py, the no-I/O route: 0.85x the bare hello with select.poll, 0.90x without
     any check). A zero timeout never blocks, so holding the GIL through it is safe. Where libc
-    cannot be loaded this way, select.poll stands in."""
+    cannot be loaded this way, select.poll stands in. Built on first use (ctypes is imported only
+    by processes that keep a view)."""
     try:
         import ctypes
 
@@ -136,17 +139,6 @@ def _poll_now() -> Any:
             return True
 
     return pending
-
-
-_poller: Any = None
-
-
-def _pending(fd: int) -> bool:
-    """`_poll_now()`'s check, built on first use (ctypes only in processes that keep a view)."""
-    global _poller
-    if _poller is None:
-        _poller = _poll_now()
-    return bool(_poller(fd))
 
 
 class RevocationView:
@@ -227,7 +219,7 @@ class RevocationView:
         fd = self._fd
         if fd is None:
             return False
-        if _pending(fd):
+        if _poll_now()(fd):
             return False  # something arrived that is not applied yet (or the socket failed)
         return self._synced and not self._busy  # re-read after the socket: a batch read before the poll is applied
 

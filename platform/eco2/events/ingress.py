@@ -82,9 +82,8 @@ class Ingress:
         self.records.flush()
 
 
-def dispatch(runtime: Runtime, request: Request, request_id: str, records: DoneRecords | None = None) -> Response:
-    """One delivery. `records`: where a done record goes (written behind the response); None
-    writes it before answering."""
+def dispatch(runtime: Runtime, request: Request, request_id: str, records: DoneRecords) -> Response:
+    """One delivery; `records`: this process's done records (written behind the answers)."""
     attrs = parse(request)
     event_type = str(attrs["type"])
     if event_type == PING_TYPE and attrs.get(PING_TYPE_EXTENSION):
@@ -184,8 +183,8 @@ class Deduplicator:
     runs); a duplicate arriving meanwhile gets 409, which the broker retries. After success the key
     holds the reply (if any) for DEDUPE_TTL, so a redelivery re-sends the same reply event.
 
-    The done record is one Redis round trip that the delivery's answer need not wait for: with
-    `records` it is written behind the response (DoneRecords), and until it is written a duplicate
+    The done record is one Redis round trip that the delivery's answer need not wait for: it is
+    written behind the response (`records`, DoneRecords), and until it is written a duplicate
     reaching this process is answered from it; one reaching another process finds the claim and
     gets 409, so the broker retries it after the record is there. What this costs: a process
     that dies (SIGKILL, OOM) within a few milliseconds of answering leaves those records
@@ -193,12 +192,12 @@ class Deduplicator:
     later than that runs the handler again. Writing the record first confined that to a death
     between the handler's effects and its answer; a graceful stop writes everything (flush).
     When Redis is unreachable at the end of a delivery (the handler most likely failed for that
-    very reason), releasing the claim or recording the reply is retried in the background until
+    very reason), releasing the claim or writing the record is retried in the background until
     Redis is back: a claim left behind would answer every retry 409 for CLAIM_TTL, past the
     broker's retries, and the event would be dead-lettered.
     """
 
-    def __init__(self, runtime: Runtime, records: DoneRecords | None = None) -> None:
+    def __init__(self, runtime: Runtime, records: DoneRecords) -> None:
         self.redis = runtime.clients.redis
         self.function = runtime.function.name
         self.records = records
@@ -211,7 +210,7 @@ class Deduplicator:
         key = self.key(event)
         if self._claim(key):
             return None
-        pending = self.records.get(key) if self.records is not None else None
+        pending = self.records.get(key)
         stored = pending if pending is not None else self.redis.get(key)
         if stored is None:  # expired between the two calls: claim again
             return self.claim(event)
@@ -225,10 +224,9 @@ class Deduplicator:
 
     def _claim(self, key: str) -> bool:
         """SET NX; done records waiting to be written travel in the same round trip."""
-        carried = self.records.take(self.redis) if self.records is not None else []
+        carried = self.records.take(self.redis)
         if not carried:
             return bool(self.redis.set(key, self.token, ex=CLAIM_TTL, nx=True))
-        assert self.records is not None
         pipe = self.redis.pipeline(transaction=False)
         for record_key, value in carried:
             pipe.set(record_key, value, ex=DEDUPE_TTL)
@@ -247,10 +245,7 @@ class Deduplicator:
             headers = {k: v for k, v in response.headers.items() if k.lower().startswith("ce-")}
             record["reply"] = {"headers": headers, "body": response.get_data(as_text=True)}
         key, value = self.key(event), json.dumps(record, ensure_ascii=False)
-        if self.records is not None:
-            self.records.add(self.redis, key, value)
-            return
-        _eventually(lambda: self.redis.set(key, value, ex=DEDUPE_TTL), "record")
+        self.records.add(self.redis, key, value)
 
     def release(self, event: Event[Any]) -> None:
         key = self.key(event)
@@ -263,7 +258,8 @@ class Deduplicator:
 
 
 def _eventually(action: Callable[[], Any], what: str, within: float = 60.0) -> None:
-    """Run `action` now; when Redis fails, again in the background (backoff up to 2 s) for `within` s."""
+    """Run `action` now; when Redis fails, again in the background (backoff up to 2 s) for `within` s
+    (a claim's release: the done records have their own writer, DoneRecords)."""
     try:
         action()
         return
