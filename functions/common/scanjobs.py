@@ -2,7 +2,7 @@
 
 Per job (all kept one hour):
 - `scan:job:{id}`      hash: user_id, status (queued|processing|completed|failed), current_stage, progress
-- `scan:result:{id}`   the final result JSON, written before the `done` event
+- `scan:result:{id}`   the final result JSON, written in the same transaction as the `done` event
 - `scan:events:{id}`   a Redis stream of progress events; its entry ids are the SSE `id:` values, so a
                        reconnect with Last-Event-ID resumes exactly after the last event seen
 """
@@ -36,6 +36,20 @@ def stream_key(job_id: str) -> str:
     return f"scan:events:{job_id}"
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A progress event noted but not yet written: its time is when it happened."""
+
+    stage: str
+    status: StageStatus
+    ts: str
+    result: dict[str, Any] | None = None
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -65,7 +79,7 @@ class JobStore:
         )
         pipe.expire(job_key(job_id), TTL)
         pipe.set(f"scan:seq:{job_id}", 1, ex=TTL)
-        self._append(pipe, job_id, "queued", "completed", 1, None)
+        self._append(pipe, job_id, "queued", "completed", 1, None, _now())
         pipe.execute()
 
     def get(self, job_id: str) -> Job | None:
@@ -77,21 +91,51 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         self.redis.delete(job_key(job_id), result_key(job_id), stream_key(job_id), f"scan:seq:{job_id}")
 
+    def get_with_result(self, job_id: str) -> tuple[Job | None, dict[str, Any] | None]:
+        """The job and its final result (None until it has one), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(job_key(job_id))
+        pipe.get(result_key(job_id))
+        raw, result = pipe.execute()
+        job = Job(job_id, raw["user_id"], raw["status"], raw["current_stage"], int(raw["progress"])) if raw else None
+        return job, None if result is None else dict(json.loads(result))
+
     def event(self, job_id: str, stage: str, status: StageStatus, result: dict[str, Any] | None = None) -> str:
         """Append a progress event (and move the job's stage); returns the stream entry id."""
-        seq = int(self.redis.incr(f"scan:seq:{job_id}"))
+        return self.append(job_id, [Pending(stage, status, _now(), result)])[0]
+
+    def append(self, job_id: str, events: list[Pending], final: dict[str, Any] | None = None) -> list[str]:
+        """Append `events` in order, in one transaction (two round trips: the sequence numbers,
+        then the writes); returns their stream entry ids. With `final`, the job's final result is
+        stored and its status set in the same transaction, so it is readable with `done`."""
+        last = int(self.redis.incrby(f"scan:seq:{job_id}", len(events)))
         pipe = self.redis.pipeline()
-        self._append(pipe, job_id, stage, status, seq, result)
+        if final is not None:
+            pipe.set(result_key(job_id), json.dumps(final, ensure_ascii=False), ex=TTL)
+            pipe.hset(job_key(job_id), mapping={"status": final["status"]})
+        first = last - len(events) + 1
+        for seq, e in enumerate(events, start=first):
+            self._append(pipe, job_id, e.stage, e.status, seq, e.result, e.ts)
         pipe.expire(f"scan:seq:{job_id}", TTL)
-        entry_id = pipe.execute()[0]
-        return str(entry_id)
+        replies = pipe.execute()
+        offset = 2 if final is not None else 0
+        return [str(replies[offset + 3 * i]) for i in range(len(events))]  # each event queued 3 commands
+
+    def progress(self, job_id: str) -> JobProgress:
+        return JobProgress(self, job_id)
 
     @staticmethod
     def _append(
-        pipe: Any, job_id: str, stage: str, status: StageStatus, seq: int, result: dict[str, Any] | None
+        pipe: Any,
+        job_id: str,
+        stage: str,
+        status: StageStatus,
+        seq: int,
+        result: dict[str, Any] | None,
+        ts: str,
     ) -> None:
         """Queue, on `pipe`, the event (first command: its reply is the stream entry id) and the
-        job's new stage."""
+        job's new stage (three commands)."""
         index = STAGES.index(stage)
         progress = PROGRESS[STAGES[index - 1]] if status == "started" and index else PROGRESS[stage]
         data: dict[str, Any] = {
@@ -99,7 +143,7 @@ class JobStore:
             "stage": stage,
             "status": status,
             "seq": seq,
-            "ts": datetime.now(UTC).isoformat(),
+            "ts": ts,
             "progress": progress,
         }
         if result is not None:
@@ -113,11 +157,8 @@ class JobStore:
         pipe.hset(job_key(job_id), mapping=mapping)
 
     def finish(self, job_id: str, result: dict[str, Any]) -> None:
-        """Store the result, then mark the job and send `done` (the result is readable first)."""
-        status = result["status"]
-        self.redis.set(result_key(job_id), json.dumps(result, ensure_ascii=False), ex=TTL)
-        self.redis.hset(job_key(job_id), mapping={"status": status})
-        self.event(job_id, "done", "completed" if status == "completed" else "failed", result=result)
+        """Store the result, mark the job and send `done`, in one transaction."""
+        self.progress(job_id).finish(result)
 
     def result(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(result_key(job_id))
@@ -131,3 +172,27 @@ class JobStore:
             for entry_id, fields in entries:
                 out.append((str(entry_id), fields["stage"], fields["data"]))
         return out
+
+
+class JobProgress:
+    """One job's progress as its pipeline reports it. Events noted between two waits (a model
+    call) are written together: `flush` before anything that waits, `finish` with the result and
+    `done`. A scan's nine events and its result take three transactions instead of ten."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self._pending: list[Pending] = []
+
+    def event(self, stage: str, status: StageStatus) -> None:
+        self._pending.append(Pending(stage, status, _now()))
+
+    def flush(self) -> None:
+        if self._pending:
+            self.store.append(self.job_id, self._pending)
+            self._pending = []
+
+    def finish(self, result: dict[str, Any]) -> None:
+        done: StageStatus = "completed" if result["status"] == "completed" else "failed"
+        self.store.append(self.job_id, [*self._pending, Pending("done", done, _now(), result)], final=result)
+        self._pending = []

@@ -39,13 +39,13 @@ def on_scan_requested(ctx: Context, event: Event[ScanRequested]) -> OutEvent | N
     """Run the pipeline once per job; the reply (scan.completed / scan.failed) goes back to the broker."""
     request = event.data
     store = JobStore(ctx.redis)
-    job = store.get(request.job_id)
+    job, done = store.get_with_result(request.job_id)
     if job is None:  # expired or never created: nothing to do, nothing to retry
         return None
-    done = store.result(request.job_id)
     if done is None:
         llm = _llm(ctx.clients.openai, ctx.settings, ctx.config)
-        done = pipeline.run(store, llm, request.job_id, request.image_url, request.user_input, request.model)
+        progress = store.progress(request.job_id)
+        done = pipeline.run(progress, llm, request.job_id, request.image_url, request.user_input, request.model)
     return reply(request, done)
 
 

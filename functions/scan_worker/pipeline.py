@@ -160,39 +160,44 @@ def reward_stage(vision: Vision, rules: recycling.Rules | None, lacking: list[st
 
 
 class Progress(Protocol):
-    """What the pipeline needs of a job store (functions/common/scanjobs.JobStore in Redis; an
-    in-memory fake in the unit tests of the pipeline's rules)."""
+    """What the pipeline needs of its job's progress (functions/common/scanjobs.JobProgress in
+    Redis; an in-memory fake in the unit tests of the pipeline's rules). Events are noted as they
+    happen and written at `flush` (before each model call) and at `finish`."""
 
-    def event(self, job_id: str, stage: str, status: StageStatus, result: dict[str, Any] | None = None) -> str: ...
+    def event(self, stage: str, status: StageStatus) -> None: ...
 
-    def finish(self, job_id: str, result: dict[str, Any]) -> None: ...
+    def flush(self) -> None: ...
+
+    def finish(self, result: dict[str, Any]) -> None: ...
 
 
 def run(
-    store: Progress, llm: LLM, job_id: str, image_url: str, user_input: str | None, model: str | None
+    progress: Progress, llm: LLM, job_id: str, image_url: str, user_input: str | None, model: str | None
 ) -> dict[str, Any]:
     stage = "vision"
     try:
-        store.event(job_id, "vision", "started")
+        progress.event("vision", "started")
+        progress.flush()
         vision = vision_stage(llm, image_url, user_input, model)
-        store.event(job_id, "vision", "completed")
+        progress.event("vision", "completed")
         stage = "rule"
-        store.event(job_id, "rule", "started")
+        progress.event("rule", "started")
         rules = rules_stage(vision)
-        store.event(job_id, "rule", "completed")
+        progress.event("rule", "completed")
         stage = "answer"
-        store.event(job_id, "answer", "started")
+        progress.event("answer", "started")
+        progress.flush()
         lacking = recycling.insufficiencies(vision.tags)
         steps, text, answer_note = answer_stage(llm, vision, rules, lacking, user_input, model)
-        store.event(job_id, "answer", "completed")
+        progress.event("answer", "completed")
         stage = "reward"
-        store.event(job_id, "reward", "started")
+        progress.event("reward", "started")
         character = reward_stage(vision, rules, lacking)
-        store.event(job_id, "reward", "completed")
+        progress.event("reward", "completed")
     except LLMError as exc:
-        store.event(job_id, stage, "failed")
+        progress.event(stage, "failed")
         result = failed_result(job_id, str(exc))
-        store.finish(job_id, result)
+        progress.finish(result)
         return result
     notes = [n for n in (vision.note, answer_note) if n]
     reward = None
@@ -221,7 +226,7 @@ def run(
         "reward": reward,
         "error": None,
     }
-    store.finish(job_id, result)
+    progress.finish(result)
     return result
 
 

@@ -153,18 +153,28 @@ def test_the_key_a_url_path_ends_with(path: str, key: str | None) -> None:
 
 
 class FakeProgress:
-    """The pipeline's job-store port, in memory: the stages it reports and the result it stores."""
+    """The pipeline's progress port, in memory: the stages it reports, what was written at each
+    flush, and the result it stores."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
+        self.written: list[list[tuple[str, str]]] = []
         self.results: list[dict[str, object]] = []
+        self._pending: list[tuple[str, str]] = []
 
-    def event(self, job_id: str, stage: str, status: str, result: dict[str, object] | None = None) -> str:
+    def event(self, stage: str, status: str) -> None:
         self.events.append((stage, status))
-        return f"{len(self.events)}-0"
+        self._pending.append((stage, status))
 
-    def finish(self, job_id: str, result: dict[str, object]) -> None:
+    def flush(self) -> None:
+        if self._pending:
+            self.written.append(self._pending)
+            self._pending = []
+
+    def finish(self, result: dict[str, object]) -> None:
         self.events.append(("done", str(result["status"])))
+        self.written.append([*self._pending, ("done", str(result["status"]))])
+        self._pending = []
         self.results.append(result)
 
 
@@ -180,6 +190,12 @@ def test_stages_are_reported_in_order_and_the_result_is_stored_last() -> None:
         (s, status) for s in ("vision", "rule", "answer", "reward") for status in ("started", "completed")
     ] + [("done", "completed")]
     assert progress.results == [result] and result["reward"] is not None  # a clean PET bottle is rewarded
+    # written before each model call and at the end: what happened in between travels together
+    assert progress.written == [
+        [("vision", "started")],
+        [("vision", "completed"), ("rule", "started"), ("rule", "completed"), ("answer", "started")],
+        [("answer", "completed"), ("reward", "started"), ("reward", "completed"), ("done", "completed")],
+    ]
 
 
 def test_an_llm_failure_ends_the_stage_failed_and_stores_a_failed_result() -> None:
