@@ -112,13 +112,14 @@ class JobStore:
         pipe = self.redis.pipeline()
         if final is not None:
             pipe.set(result_key(job_id), json.dumps(final, ensure_ascii=False), ex=TTL)
-            pipe.hset(job_key(job_id), mapping={"status": final["status"]})
         first = last - len(events) + 1
         for seq, e in enumerate(events, start=first):
             self._append(pipe, job_id, e.stage, e.status, seq, e.result, e.ts)
+        if final is not None:  # after the events: each of them sets the job "processing"
+            pipe.hset(job_key(job_id), mapping={"status": final["status"]})
         pipe.expire(f"scan:seq:{job_id}", TTL)
         replies = pipe.execute()
-        offset = 2 if final is not None else 0
+        offset = 1 if final is not None else 0
         return [str(replies[offset + 3 * i]) for i in range(len(events))]  # each event queued 3 commands
 
     def progress(self, job_id: str) -> JobProgress:

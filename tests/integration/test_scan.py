@@ -339,6 +339,10 @@ def test_full_pipeline_with_reward(
     progress = [e["data"]["progress"] for e in events]
     assert progress == sorted(progress) and progress[-1] == 100
     assert {e["event"] for e in events} == {"queued", "vision", "rule", "answer", "reward", "done"}
+    from functions.common.scanjobs import JobStore
+
+    stored = JobStore(scan.runtime.clients.redis).get(job)  # the job itself ends where its stream does
+    assert stored is not None and (stored.status, stored.current_stage, stored.progress) == ("completed", "done", 100)
 
 
 def test_contents_left_means_no_reward(
@@ -421,6 +425,10 @@ def test_llm_timeout_ends_the_job_failed_and_the_stream_still_ends(
     events = sse(scan, job, headers)
     assert events[-1]["event"] == "done" and events[-1]["data"]["status"] == "failed"
     assert any(e["event"] == "vision" and e["data"]["status"] == "failed" for e in events)
+    from functions.common.scanjobs import JobStore
+
+    stored = JobStore(scan.runtime.clients.redis).get(job)
+    assert stored is not None and (stored.status, stored.current_stage) == ("failed", "done")
 
 
 def test_redelivery_does_not_rerun_the_pipeline(
