@@ -370,9 +370,8 @@ async def frames(
     reason = "ended"
     sub: Subscription | None = None
     try:
-        yield b"retry: 3000\n\n"
-        for text in first:
-            yield text.encode()
+        # what is ready at once goes out as one chunk (one write to the socket, not one per event)
+        yield "".join(["retry: 3000\n\n", *first]).encode()
         if ended:
             return
         sub = hub.subscribe(key, position)
@@ -382,12 +381,15 @@ async def frames(
             batch = [(str(i), f) for _k, entries in _pairs(found) for i, f in entries]
             if not batch:
                 break
+            chunk: list[str] = []
             for entry_id, fields in batch:
                 position = entry_id
                 event = fields.get(kind.event_field, "")
-                yield chatjobs.frame(entry_id, event, fields.get("data", "")).encode()
+                chunk.append(chatjobs.frame(entry_id, event, fields.get("data", "")))
                 if event in kind.terminal:
+                    yield "".join(chunk).encode()
                     return
+            yield "".join(chunk).encode()
         last_sent = next_check = loop.time()
         next_check += limits.keepalive
         while True:
@@ -415,17 +417,28 @@ async def frames(
                     continue
             else:
                 item = sub.queue.get_nowait()
+            # this entry and every other one already queued behind it, as one chunk
+            chunk = []
+            terminal = False
+            while item is not None:
+                entry_id, fields = item
+                if parse_id(entry_id) > parse_id(position):  # else: already sent by the catch-up read
+                    position = entry_id
+                    event = fields.get(kind.event_field, "")
+                    chunk.append(chatjobs.frame(entry_id, event, fields.get("data", "")))
+                    if event in kind.terminal:
+                        terminal = True
+                        break
+                if sub.queue.empty():
+                    break
+                item = sub.queue.get_nowait()
+            if chunk:
+                yield "".join(chunk).encode()
+                last_sent = loop.time()
+            if terminal:
+                return
             if item is None:
                 reason = "slow client" if sub.overflowed else "shutdown"
-                return
-            entry_id, fields = item
-            if parse_id(entry_id) <= parse_id(position):
-                continue  # already sent by the catch-up read
-            position = entry_id
-            event = fields.get(kind.event_field, "")
-            yield chatjobs.frame(entry_id, event, fields.get("data", "")).encode()
-            last_sent = loop.time()
-            if event in kind.terminal:
                 return
     except Exception as exc:  # Redis away mid-stream: end cleanly, the browser reconnects
         reason = f"error: {type(exc).__name__}"

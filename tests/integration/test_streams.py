@@ -226,6 +226,29 @@ def test_scan_stream_follows_a_running_job_live(start: Callable[..., Streams], s
     assert [e["data"]["seq"] for e in [*seen, live, *rest]] == list(range(1, 8))
 
 
+def test_events_written_together_reach_the_client_as_one_chunk(
+    start: Callable[..., Streams], store: redis.Redis
+) -> None:
+    """scan-worker writes what happened between two model calls in one transaction; the stream
+    sends what the hub hands it at once as one chunk (one write), not one per event."""
+    from functions.common.scanjobs import Pending
+
+    streams = start()
+    user, token = streams.token()
+    job = scan_job(store, user, finished=False)
+    stream = streams.open(f"/api/v1/scan/{job}/events", token)
+    assert [e["event"] for e in (stream.next() for _ in range(5)) if e] == ["queued", "vision", "vision", "rule", "rule"]
+    assert stream.buffer == b""
+    now = "2026-01-01T00:00:00+00:00"
+    JobStore(store).append(job, [Pending("answer", "started", now), Pending("answer", "completed", now)])
+    stream.sock.settimeout(3)  # type: ignore[union-attr]
+    chunk = stream.response.read1(65536)  # at most one HTTP chunk
+    assert chunk.count(b"event: answer") == 2
+    stream.buffer = chunk
+    assert [stream.next()["data"]["seq"], stream.next()["data"]["seq"]] == [6, 7]  # type: ignore[index]
+    stream.close()
+
+
 def test_future_id_on_a_running_job_follows_from_the_end(start: Callable[..., Streams], store: redis.Redis) -> None:
     streams = start()
     user, token = streams.token()
