@@ -141,6 +141,9 @@ def test_workers_and_threads_each_worker_builds_its_own_clients(redis_url: str, 
     assert len(pids) == 2 and proc.pid not in pids, pids  # two workers, forked from the master
     for answer in answers:
         assert answer["clients_built_in"] == answer["pid"]  # built in the worker, after the fork
+        # off for the start (eco2.serving.server.gunicorn_options), on again once the worker is
+        # ready, with what the start built frozen out of its way
+        assert answer["gc_enabled"] == 1 and answer["gc_frozen"] > 10_000, answer
     for pid in pids:
         assert overlap(pid) == 2, (pid, overlap(pid))  # THREADS: two at once, never more
         assert len({a["thread"] for a in answers if a["pid"] == pid}) >= 2
