@@ -182,3 +182,40 @@ class _Counting:
         self.pipelines += 1
         time.sleep(0.002)  # a round trip's worth: records arrive meanwhile
         return self.real.pipeline(transaction=transaction)
+
+
+def test_a_claim_whose_reply_was_lost_is_still_this_deliverys(client: FunctionClient) -> None:
+    """The claim landed but its reply did not arrive (the connection broke; Lines sends it once
+    more): the key holds this delivery's own token, so this delivery runs; another gets 409."""
+    mine = Deduplicator(client.runtime, DoneRecords())
+    happened = event()
+    client.runtime.clients.redis.set(mine.key(happened), mine.token, ex=CLAIM_TTL)  # the first send
+    assert mine.claim(happened) is None
+    with pytest.raises(errors.Conflict):
+        Deduplicator(client.runtime, DoneRecords()).claim(happened)
+
+
+def test_claims_go_on_after_redis_closed_their_connections(client: FunctionClient) -> None:
+    """An idle claim connection Redis has closed (a restart, a failover, CLIENT KILL) is replaced
+    on its next use: the delivery does not fail for it."""
+    records = DoneRecords()
+    assert Deduplicator(client.runtime, records).claim(event()) is None  # opens a claim connection
+    redis = client.runtime.clients.redis
+    killed = redis.client_kill_filter(_type="normal", skipme=True)  # every connection but this one
+    assert killed >= 1
+    assert Deduplicator(client.runtime, records).claim(event()) is None
+    records.lines.close()
+
+
+def test_a_claim_round_trip_reads_every_reply_and_raises_an_error_reply(client: FunctionClient) -> None:
+    """An error reply in a round trip is raised after every reply was read, so the connection is
+    still in step for the next delivery."""
+    from redis.exceptions import ResponseError
+
+    redis = client.runtime.clients.redis
+    lines = DoneRecords().lines
+    key = f"lines-{uuid.uuid4().hex}"
+    with pytest.raises(ResponseError):
+        lines.run(redis, [("SET", key, "not a number"), ("INCR", key), ("SET", key + "-after", "1")])
+    assert lines.run(redis, [("GET", key), ("GET", key + "-after")]) == ["not a number", "1"]
+    lines.close()
