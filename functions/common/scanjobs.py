@@ -59,6 +59,12 @@ class Job:
     progress: int
 
 
+def _job(job_id: str, raw: dict[str, str]) -> Job | None:
+    if not raw:
+        return None
+    return Job(job_id, raw["user_id"], raw["status"], raw["current_stage"], int(raw["progress"]))
+
+
 class JobStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis: Any = client  # decode_responses=True: str in, str out (redis-py's stubs cannot say so)
@@ -83,10 +89,7 @@ class JobStore:
         pipe.execute()
 
     def get(self, job_id: str) -> Job | None:
-        raw = self.redis.hgetall(job_key(job_id))
-        if not raw:
-            return None
-        return Job(job_id, raw["user_id"], raw["status"], raw["current_stage"], int(raw["progress"]))
+        return _job(job_id, self.redis.hgetall(job_key(job_id)))
 
     def delete(self, job_id: str) -> None:
         self.redis.delete(job_key(job_id), result_key(job_id), stream_key(job_id), f"scan:seq:{job_id}")
@@ -97,8 +100,7 @@ class JobStore:
         pipe.hgetall(job_key(job_id))
         pipe.get(result_key(job_id))
         raw, result = pipe.execute()
-        job = Job(job_id, raw["user_id"], raw["status"], raw["current_stage"], int(raw["progress"])) if raw else None
-        return job, None if result is None else dict(json.loads(result))
+        return _job(job_id, raw), None if result is None else dict(json.loads(result))
 
     def event(self, job_id: str, stage: str, status: StageStatus, result: dict[str, Any] | None = None) -> str:
         """Append a progress event (and move the job's stage); returns the stream entry id."""
