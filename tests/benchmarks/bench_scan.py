@@ -114,6 +114,7 @@ class Burst:
     errors: list[str] = field(default_factory=list)
     stage_gaps: list[dict[str, float]] = field(default_factory=list)
     wall: float = 0.0
+    busy: list[float] = field(default_factory=list)  # the machine's busy share per BUSY_STEP from the start
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -176,12 +177,30 @@ def run_burst(submit_base: str, stream_base: str, scanners: list[Scanner]) -> Bu
     threads = [threading.Thread(target=one_scan, args=(submit_base, stream_base, s, burst, go)) for s in scanners]
     for t in threads:
         t.start()
+    done = threading.Event()
+    sampler = threading.Thread(target=sample_busy, args=(burst.busy, done), daemon=True)
+    sampler.start()
     started = time.perf_counter()
     go.set()
     for t in threads:
         t.join()
     burst.wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
     return burst
+
+
+BUSY_STEP = 0.25  # seconds
+
+
+def sample_busy(out: list[float], done: threading.Event) -> None:
+    """The share of all CPUs busy in each BUSY_STEP until `done` (one read of /proc/stat each):
+    where in the burst the machine itself was the limit."""
+    before = machine_busy()
+    while not done.wait(BUSY_STEP):
+        now = machine_busy()
+        out.append((now[0] - before[0]) / max(1.0, now[1] - before[1]))
+        before = now
 
 
 def report(title: str, burst: Burst, llm: LLM) -> dict[str, float]:
@@ -415,6 +434,11 @@ def cpu_lines(before: dict[str, float], after: dict[str, float], wall: float) ->
     print(f"    machine      {busy * 100:5.1f} % of all {cpus} CPUs busy (PostgreSQL, Redis, RabbitMQ, others too)")
 
 
+def busy_line(burst: Burst) -> None:
+    shares = " ".join(f"{b * 100:.0f}" for b in burst.busy)
+    print(f"  all CPUs busy (%), per {BUSY_STEP} s from the first submit: {shares}")
+
+
 def snapshot(fleet: Fleet, llm: LLM) -> dict[str, float]:
     out = fleet.cpu()
     out["LLM stand-in"] = cpu_seconds(llm.proc.pid)
@@ -506,6 +530,7 @@ def measured_burst(
     )
     figures = report(title, burst, llm)
     cpu_lines(before, after, burst.wall)
+    busy_line(burst)
     handler_lines(fleet)
     return figures
 
