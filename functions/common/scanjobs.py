@@ -102,10 +102,6 @@ class JobStore:
         raw, result = pipe.execute()
         return _job(job_id, raw), None if result is None else dict(json.loads(result))
 
-    def event(self, job_id: str, stage: str, status: StageStatus, result: dict[str, Any] | None = None) -> str:
-        """Append a progress event (and move the job's stage); returns the stream entry id."""
-        return self.append(job_id, [Pending(stage, status, _now(), result)])[0]
-
     def append(self, job_id: str, events: list[Pending], final: dict[str, Any] | None = None) -> list[str]:
         """Append `events` in order, in one transaction (two round trips: the sequence numbers,
         then the writes); returns their stream entry ids. With `final`, the job's final result is
@@ -158,10 +154,6 @@ class JobStore:
         if job_status:
             mapping["status"] = job_status
         pipe.hset(job_key(job_id), mapping=mapping)
-
-    def finish(self, job_id: str, result: dict[str, Any]) -> None:
-        """Store the result, mark the job and send `done`, in one transaction."""
-        self.progress(job_id).finish(result)
 
     def result(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(result_key(job_id))

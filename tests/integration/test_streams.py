@@ -22,7 +22,7 @@ from eco2.core import funcyaml
 from eco2.serving.aio import LoopbackServer
 from eco2.serving.server import container_env, create_app
 from functions.common.chatjobs import ChatJobs
-from functions.common.scanjobs import JobStore
+from functions.common.scanjobs import JobStore, StageStatus
 from tests.conftest import ORIGIN, ROOT
 
 
@@ -132,16 +132,26 @@ def store(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+def scan_event(client: redis.Redis, job: str, stage: str, status: StageStatus) -> None:
+    """One progress event, written on its own (as scan-worker writes one before a model call)."""
+    progress = JobStore(client).progress(job)
+    progress.event(stage, status)
+    progress.flush()
+
+
+def scan_done(client: redis.Redis, job: str) -> None:
+    JobStore(client).progress(job).finish({"task_id": job, "status": "completed", "reward": None, "error": None})
+
+
 def scan_job(client: redis.Redis, user: str, finished: bool = True) -> str:
-    jobs = JobStore(client)
     job = uuid.uuid4().hex
-    jobs.create(job, user)
+    JobStore(client).create(job, user)
     for stage in ("vision", "rule", "answer", "reward"):
-        jobs.event(job, stage, "started")
-        jobs.event(job, stage, "completed")
+        scan_event(client, job, stage, "started")
+        scan_event(client, job, stage, "completed")
         if not finished and stage == "rule":
             return job
-    jobs.finish(job, {"task_id": job, "status": "completed", "reward": None, "error": None})
+    scan_done(client, job)
     return job
 
 
@@ -215,12 +225,11 @@ def test_scan_stream_follows_a_running_job_live(start: Callable[..., Streams], s
     stream = streams.open(f"/api/v1/scan/{job}/events", token)
     seen = [stream.next() for _ in range(5)]  # queued, vision x2, rule x2: what was there
     assert [e["event"] for e in seen if e] == ["queued", "vision", "vision", "rule", "rule"]
-    jobs = JobStore(store)
     written_at = time.monotonic()
-    jobs.event(job, "answer", "started")
+    scan_event(store, job, "answer", "started")
     live = stream.next(timeout=3)
     assert live is not None and live["event"] == "answer" and time.monotonic() - written_at < 1.0
-    jobs.finish(job, {"task_id": job, "status": "completed", "reward": None, "error": None})
+    scan_done(store, job)
     rest = stream.rest(timeout=5)
     assert rest[-1]["event"] == "done" and rest[-1]["data"]["status"] == "completed"
     assert [e["data"]["seq"] for e in [*seen, live, *rest]] == list(range(1, 8))
@@ -255,7 +264,7 @@ def test_future_id_on_a_running_job_follows_from_the_end(start: Callable[..., St
     user, token = streams.token()
     job = scan_job(store, user, finished=False)
     stream = streams.open(f"/api/v1/scan/{job}/events", token, Last_Event_ID="9999999999999-0")
-    JobStore(store).event(job, "answer", "started")
+    scan_event(store, job, "answer", "started")
     event = stream.next(timeout=3)
     assert event is not None and event["event"] == "answer" and event["data"]["seq"] == 6
     stream.close()
@@ -542,10 +551,10 @@ def test_eco2_dev_gateway_streams_the_events_paths_from_the_async_function(
         stream = SSE(server.server_port, f"/api/v1/scan/{job}/events", {"Cookie": f"s_access={token}"})
         assert stream.status == 200 and stream.response.getheader("Content-Type", "").startswith("text/event-stream")
         assert [stream.next()["event"] for _ in range(5)] == ["queued", "vision", "vision", "rule", "rule"]  # type: ignore[index]
-        JobStore(store).event(job, "answer", "started")
+        scan_event(store, job, "answer", "started")
         live = stream.next(timeout=3)  # arrives while the stream is open: streamed, not buffered
         assert live is not None and live["event"] == "answer"
-        JobStore(store).finish(job, {"task_id": job, "status": "completed", "reward": None, "error": None})
+        scan_done(store, job)
         assert stream.rest(timeout=5)[-1]["event"] == "done"
         assert "streams" in {name for _t, name, _a in gateway.paths}
         # the rest of /api/v1/scan is still the scan function

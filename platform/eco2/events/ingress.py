@@ -284,7 +284,8 @@ class DoneRecords:
     expire on their own after CLAIM_TTL, as a crashed delivery's do. `flush()` (the runtime's
     close, before the clients close) writes what is left, waiting at most `timeout` seconds.
 
-    The thread starts with the first record, so after gunicorn forks, never at import.
+    The thread starts with the first record, so after gunicorn forks, never at import. The
+    claims themselves go through `claim`, on this process's own connections (`Lines`).
     """
 
     def __init__(self, within: float = 60.0, batch: int = 500, linger: float = 0.005) -> None:
