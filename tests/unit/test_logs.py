@@ -156,3 +156,20 @@ def test_a_forked_child_does_not_write_the_lines_its_parent_left_waiting() -> No
     with os.fdopen(read) as pipe:
         messages = pipe.read().splitlines()
     assert sorted(messages) == ["before the fork", "from the child"]
+
+
+def test_the_http_clients_request_lines_are_kept_out_below_debug() -> None:
+    """httpx (httpx2 under openai 3) logs each request at INFO; at INFO its warnings still pass."""
+    from eco2.core.logs import configure
+
+    root = logging.getLogger()
+    before = root.level
+    try:
+        for name in ("httpx", "httpx2"):
+            configure("scan-worker", "INFO")
+            logger = logging.getLogger(name)
+            assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
+            configure("scan-worker", "DEBUG")
+            assert logger.isEnabledFor(logging.DEBUG)
+    finally:
+        configure("scan-worker", logging.getLevelName(before))

@@ -174,3 +174,7 @@ def configure(function: str, level: str = "INFO") -> None:
     logging.logMultiprocessing = False
     # pika logs every refused reconnect at ERROR; the dispatcher and publisher log the loss once themselves
     logging.getLogger("pika").setLevel(logging.CRITICAL)
+    # httpx (httpx2 under openai 3) logs every request it sends at INFO: a line per model call
+    # beside the function's own lines for the same work. Its warnings stay; all of it at DEBUG.
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
