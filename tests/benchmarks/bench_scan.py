@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -115,6 +115,7 @@ class Burst:
     stage_gaps: list[dict[str, float]] = field(default_factory=list)
     wall: float = 0.0
     busy: list[float] = field(default_factory=list)  # the machine's busy share per BUSY_STEP from the start
+    early: dict[str, float] = field(default_factory=dict)  # the CPU snapshot EARLY seconds in
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -171,7 +172,13 @@ def one_scan(submit_base: str, stream_base: str, who: Scanner, burst: Burst, go:
         streams.conn.close()
 
 
-def run_burst(submit_base: str, stream_base: str, scanners: list[Scanner]) -> Burst:
+def run_burst(
+    submit_base: str,
+    stream_base: str,
+    scanners: list[Scanner],
+    early: Callable[[], dict[str, float]] | None = None,
+) -> Burst:
+    """The burst; `early` (the per-process CPU snapshot) is also taken EARLY seconds in."""
     burst = Burst(len(scanners))
     go = threading.Event()
     threads = [threading.Thread(target=one_scan, args=(submit_base, stream_base, s, burst, go)) for s in scanners]
@@ -180,6 +187,13 @@ def run_burst(submit_base: str, stream_base: str, scanners: list[Scanner]) -> Bu
     done = threading.Event()
     sampler = threading.Thread(target=sample_busy, args=(burst.busy, done), daemon=True)
     sampler.start()
+    if early is not None:
+
+        def take_early() -> None:
+            if not done.wait(EARLY):
+                burst.early = early()
+
+        threading.Thread(target=take_early, daemon=True).start()
     started = time.perf_counter()
     go.set()
     for t in threads:
@@ -191,6 +205,7 @@ def run_burst(submit_base: str, stream_base: str, scanners: list[Scanner]) -> Bu
 
 
 BUSY_STEP = 0.25  # seconds
+EARLY = 1.0  # seconds: the submits, the streams' opening and the first model calls, all CPU-bound here
 
 
 def sample_busy(out: list[float], done: threading.Event) -> None:
@@ -422,13 +437,14 @@ def machine_busy() -> tuple[float, float]:
     return float(sum(fields) - idle), float(sum(fields))
 
 
-def cpu_lines(before: dict[str, float], after: dict[str, float], wall: float) -> None:
-    print(f"  CPU during the burst (utime + stime, s; wall {wall:.1f} s):")
+def cpu_lines(before: dict[str, float], after: dict[str, float], wall: float, early: dict[str, float]) -> None:
+    print(f"  CPU during the burst (utime + stime, s; wall {wall:.1f} s), and in its first {EARLY:.0f} s:")
     for label in after:
         if label.startswith("_"):
             continue
         used = after[label] - before.get(label, 0.0)
-        print(f"    {label:<12} {used:6.2f} s  ({used / wall * 100:5.1f} % of one core)")
+        first = f"   first {EARLY:.0f} s {early[label] - before.get(label, 0.0):5.2f} s" if label in early else ""
+        print(f"    {label:<12} {used:6.2f} s  ({used / wall * 100:5.1f} % of one core){first}")
     busy = (after["_busy"] - before["_busy"]) / max(1.0, after["_total"] - before["_total"])
     cpus = os.cpu_count()
     print(f"    machine      {busy * 100:5.1f} % of all {cpus} CPUs busy (PostgreSQL, Redis, RabbitMQ, others too)")
@@ -522,14 +538,14 @@ def measured_burst(
 ) -> dict[str, float]:
     """The burst, its report and the CPU each process of `fleet` spent on it."""
     before = snapshot(fleet, llm)
-    burst = run_burst(submit_base, stream_base, scanners)
+    burst = run_burst(submit_base, stream_base, scanners, early=lambda: snapshot(fleet, llm))
     after = snapshot(fleet, llm)
     title = (
         f"{label} — {os.cpu_count()} CPUs, {len(scanners)} scans at once, "
         f"LLM stand-in vision {VISION:.0f} s + answer {ANSWER:.0f} s"
     )
     figures = report(title, burst, llm)
-    cpu_lines(before, after, burst.wall)
+    cpu_lines(before, after, burst.wall, burst.early)
     busy_line(burst)
     handler_lines(fleet)
     return figures
