@@ -4,7 +4,8 @@ One delivery = POST the event in binary mode to the subscriber, retried per the 
 spec. 2xx is done (a CloudEvent in the reply goes back to the broker); 4xx other than 404, 409 and
 429 is not retried (Knative's data-plane contract); everything else is retried with linear or
 exponential backoff; after the last try the event is dead-lettered with the `knativeerrordest`,
-`knativeerrorcode` and `knativeerrordata` extensions.
+`knativeerrorcode` and `knativeerrordata` extensions: to the Trigger's dead-letter sink when it has
+one (`send_dead_letter`), else (or when the sink refuses it too) to the broker's dead-letter queue.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class DeliverySpec:
     backoff_delay: float = 0.2
     timeout: float = 30.0
     dead_letter: bool = True
+    dead_letter_sink: str | None = None  # the URL that receives what this Trigger gave up on
+    sink_attempts: int = 3  # tries to hand a dead letter to the sink before the queue takes it
 
     def backoff(self, attempt: int) -> float:
         """Wait before retry number `attempt` (1-based), as Knative computes it."""
@@ -176,3 +179,32 @@ class Deliverer:
             extensions["knativeerrordata"] = base64.b64encode(body).decode()
         dead = Message({**message.attributes, **extensions}, message.data, message.content_type)
         return Outcome("dead-lettered", attempts, code, dead_letter=dead)
+
+    def send_dead_letter(self, dead: Message) -> bool:
+        """Hand `dead` to the Trigger's dead-letter sink (binary mode, the extensions as ce-
+        headers, as Knative posts to a deadLetterSink). True once the sink answered 2xx; False
+        when there is no sink or it refused every try: the caller keeps the event (the queue)."""
+        spec = self.trigger.delivery
+        sink = spec.dead_letter_sink
+        if not sink:
+            return False
+        for attempt in range(1, spec.sink_attempts + 1):
+            if attempt > 1:
+                time.sleep(spec.backoff(attempt - 1))
+            try:
+                code, _headers, _content = self._http.post(sink, dead.data, dead.http_headers(), spec.timeout)
+            except (OSError, http.client.HTTPException) as exc:
+                log.warning(
+                    "dead-letter sink unreachable",
+                    extra={"trigger": self.trigger.name, "attempt": attempt, "error": type(exc).__name__},
+                )
+                continue
+            if 200 <= code < 300:
+                return True
+            log.warning(
+                "dead-letter sink refused the event",
+                extra={"trigger": self.trigger.name, "attempt": attempt, "code": code},
+            )
+            if 400 <= code < 500 and code not in RETRYABLE_4XX:
+                break
+        return False

@@ -293,7 +293,9 @@ def _delivery(subscription: Subscription, namespace: str, dead_letter_sink: str 
         # the per-attempt delivery timeout: Knative's `delivery-timeout` feature, on by default since
         # Eventing 1.22 (the CRD schema keeps delivery fields open for such features)
         out["timeout"] = spec.timeout
-    if spec.deadLetter and dead_letter_sink:
+    if spec.deadLetterSink:  # this Trigger's own sink (a function of the same namespace) wins
+        out["deadLetterSink"] = _service_ref(spec.deadLetterSink, namespace)
+    elif spec.deadLetter and dead_letter_sink:
         out["deadLetterSink"] = _service_ref(dead_letter_sink, namespace)
     return out
 

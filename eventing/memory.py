@@ -55,7 +55,7 @@ class MemoryBroker:
             outcome = deliverer.deliver(message)
             if outcome.reply is not None:
                 self.publish(outcome.reply)
-            if outcome.dead_letter is not None:
+            if outcome.dead_letter is not None and not deliverer.send_dead_letter(outcome.dead_letter):
                 self.dead_letters.append((deliverer.trigger.name, outcome.dead_letter))
 
     def stop(self) -> None:

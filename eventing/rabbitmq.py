@@ -113,7 +113,9 @@ class Dispatcher(threading.Thread):
             if outcome.reply is not None:
                 self.publisher.publish(outcome.reply)
             if outcome.dead_letter is not None:
-                self.publisher.publish_dead_letter(outcome.dead_letter, self.trigger.name)
+                sunk = self.deliverer.send_dead_letter(outcome.dead_letter)
+                if not sunk:  # no sink, or it refused: the queue keeps it (acked only after either)
+                    self.publisher.publish_dead_letter(outcome.dead_letter, self.trigger.name)
                 self.dead_lettered += 1
                 log.error(
                     "event dead-lettered",
@@ -122,6 +124,7 @@ class Dispatcher(threading.Thread):
                         "event_id": message.attributes.get("id"),
                         "code": outcome.code,
                         "attempts": outcome.attempts,
+                        "to": "sink" if sunk else "queue",
                     },
                 )
             else:

@@ -50,7 +50,9 @@ def schedule_filters(namespace: str, function: str, schedule: Schedule) -> dict[
     }
 
 
-def delivery_spec(subscription: Subscription) -> DeliverySpec:
+def delivery_spec(subscription: Subscription, sink_url: Callable[[str], str] | None = None) -> DeliverySpec:
+    """The Trigger's delivery; `sink_url(function)` resolves a deadLetterSink to the address the
+    broker posts to (a function without one here, such as one not running, leaves it to the queue)."""
     d = subscription.delivery
     if d is None:
         return DeliverySpec()
@@ -60,6 +62,7 @@ def delivery_spec(subscription: Subscription) -> DeliverySpec:
         backoff_delay=parse_duration(d.backoffDelay, 0.2),
         timeout=parse_duration(d.timeout, 30.0),
         dead_letter=d.deadLetter if d.deadLetter is not None else True,
+        dead_letter_sink=(sink_url(d.deadLetterSink) or None) if d.deadLetterSink and sink_url else None,
     )
 
 
@@ -72,7 +75,7 @@ def triggers(project: FuncYaml, subscriber_url: Callable[[str], str]) -> list[Tr
                     name=trigger_name(spec.name, subscription.filters),
                     subscriber=subscriber_url(spec.name),
                     filters=dict(subscription.filters),
-                    delivery=delivery_spec(subscription),
+                    delivery=delivery_spec(subscription, subscriber_url),
                     parallelism=subscription.parallelism or 1,
                 )
             )

@@ -40,6 +40,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def failed_result(job_id: str, error: str) -> dict[str, Any]:
+    """The final result of a scan that ended without an answer; `error` is shown to the user."""
+    return {
+        "task_id": job_id,
+        "status": "failed",
+        "message": "분석을 끝내지 못했어요.",
+        "pipeline_result": None,
+        "reward": None,
+        "error": error,
+    }
+
+
 @dataclass(frozen=True)
 class Pending:
     """A progress event noted but not yet written: its time is when it happened."""
@@ -122,6 +134,19 @@ class JobStore:
 
     def progress(self, job_id: str) -> JobProgress:
         return JobProgress(self, job_id)
+
+    def fail_unfinished(self, job_id: str, error: str) -> bool:
+        """End a job that has no result yet as failed: its stage (when one had started) and `done`
+        are written as failed, with the failed result. False when the job is gone or finished
+        (a retry that got through meanwhile keeps its result)."""
+        job, done = self.get_with_result(job_id)
+        if job is None or done is not None:
+            return False
+        progress = self.progress(job_id)
+        if job.current_stage not in ("queued", "done"):
+            progress.event(job.current_stage, "failed")
+        progress.finish(failed_result(job_id, error))
+        return True
 
     @staticmethod
     def _append(

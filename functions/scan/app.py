@@ -7,7 +7,7 @@ from functools import cache
 
 from werkzeug.wrappers import Response
 
-from eco2 import Context, Function
+from eco2 import Context, Event, Function
 from eco2.core.runtime import json_response
 from eventing.catalogue import SCAN_REQUESTED, ScanRequested
 from functions.common.llmmodels import ScanModels
@@ -51,6 +51,13 @@ def submit(ctx: Context, body: ScanRequest) -> ScanAccepted:
 
     assert ctx.request is not None
     return service.submit(ctx.redis, user_id, body, ctx.request.headers.get("X-Idempotency-Key"), publish)
+
+
+@fn.event(SCAN_REQUESTED, data=ScanRequested, dead_letters=True)
+def on_undelivered(ctx: Context, event: Event[ScanRequested]) -> None:
+    """A scan request scan-worker failed on every retry (this function is its Trigger's dead-letter
+    sink, func.yaml): the job fails now, so the app stops waiting and the user can try again."""
+    service.fail_undelivered(ctx.redis, event.data.job_id, event.extensions.get("knativeerrorcode"))
 
 
 @fn.get("/api/v1/scan/categories")

@@ -115,6 +115,16 @@ def submit(
     return accepted(job_id)
 
 
+UNDELIVERED = "지금은 사진을 분석할 수 없었어요. 잠시 뒤에 다시 시도해 주세요."
+
+
+def fail_undelivered(client: redis.Redis, job_id: str, code: str | None) -> None:
+    """The job of a scan request that never got through ends as failed (once; a job that finished
+    or expired meanwhile is left as it is)."""
+    if JobStore(client).fail_unfinished(job_id, UNDELIVERED):
+        log.warning("scan request undeliverable; job failed", extra={"job_id": job_id, "code": code})
+
+
 def owned_job(client: redis.Redis, job_id: str, user_id: str) -> JobStore:
     store = JobStore(client)
     job = store.get(job_id)

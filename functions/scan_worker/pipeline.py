@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from functions.common import lexicon, recycling
 from functions.common.characters import Character, catalog
-from functions.common.scanjobs import StageStatus
+from functions.common.scanjobs import StageStatus, failed_result
 from functions.scan_worker.llm import LLM, LLMError, Vision
 
 log = logging.getLogger("eco2.scan.pipeline")
@@ -228,14 +228,3 @@ def run(
     }
     progress.finish(result)
     return result
-
-
-def failed_result(job_id: str, error: str) -> dict[str, Any]:
-    return {
-        "task_id": job_id,
-        "status": "failed",
-        "message": "분석을 끝내지 못했어요.",
-        "pipeline_result": None,
-        "reward": None,
-        "error": error,
-    }

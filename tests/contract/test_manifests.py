@@ -510,6 +510,16 @@ def test_dead_letter_sink_when_configured(sample: FuncYaml, crds: CRDSchemas) ->
     assert [p for o in objects if crds.covers(o) for p in crds.validate(o)] == []
 
 
+def test_a_triggers_own_dead_letter_sink_is_its_function_and_wins(repo: FuncYaml, crds: CRDSchemas) -> None:
+    """scan-worker's Trigger gives up to scan (func.yaml's deadLetterSink), with or without the
+    broker-wide sink; the rendered Trigger is valid against the CRD."""
+    scan_ref = {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "scan", "namespace": "eco2"}}
+    for options in ({}, {"dead_letter_sink": "eco2-dead-letter"}):
+        trigger = named(render(repo, **options), "Trigger", "scan-worker-scan-job-requested-v1")
+        assert trigger["spec"]["delivery"]["deadLetterSink"] == scan_ref
+        assert "deadLetter" not in trigger["spec"]["delivery"] and crds.validate(trigger) == []
+
+
 def test_broker_and_config(sample: FuncYaml) -> None:
     objects = render(sample)
     [broker] = by_kind(objects, "Broker")

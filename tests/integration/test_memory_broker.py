@@ -199,3 +199,29 @@ def test_unreachable_subscriber_is_dead_lettered_without_a_code(memory_url: str)
     assert name == "gone" and letter.attributes["knativeerrordest"] == "http://127.0.0.1:1/"
     assert "knativeerrorcode" not in letter.attributes  # no HTTP answer at all
     assert b"ConnectionRefused" in base64.b64decode(letter.attributes["knativeerrordata"])
+
+
+def test_a_dead_letter_goes_to_the_triggers_sink_and_to_the_queue_only_when_the_sink_refuses(
+    memory_url: str, recorder: Recorder
+) -> None:
+    """`eco2 dev`'s broker hands what a Trigger gave up on to its deadLetterSink (as Knative
+    does), knativeerror* extensions included; a sink that refuses leaves it in the queue."""
+    sink = recorder
+    base = TriggerSpec("gone", "http://127.0.0.1:1/", {"type": "demo.gone.v1"})
+    fast = replace(base.delivery, retry=0, backoff_delay=0.01, sink_attempts=2)
+    broker = MemoryBroker()
+    broker.start(
+        [
+            replace(base, delivery=replace(fast, dead_letter_sink=sink.url("sink"))),
+            replace(base, name="refused", delivery=replace(fast, dead_letter_sink="http://127.0.0.1:1/sink")),
+        ]
+    )
+    broker.publish(make_message("demo.gone.v1", {}, source="/tests", event_id="s-1"))
+    try:
+        assert wait_for(lambda: broker.depths()["dead-letter"] == 1 and len(sink.got) == 1, 10)
+    finally:
+        broker.stop()
+    [(path, attrs)] = sink.got
+    assert path == "sink" and attrs["id"] == "s-1" and attrs["knativeerrordest"] == "http://127.0.0.1:1/"
+    [(name, letter)] = broker.dead_letters
+    assert name == "refused" and letter.attributes["id"] == "s-1"

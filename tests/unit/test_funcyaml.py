@@ -78,6 +78,25 @@ def test_unreachable_function_and_duplicate_prefix() -> None:
     assert problems(dup) == ["func.yaml: functions.two.ingress: /api/v1/one is already routed to one"]
 
 
+def _worker(sink: str, extra: str = "") -> str:
+    return BASE + (
+        "  two:\n    deploy:\n      subscriptions:\n        - filters: {type: eco2.x.y.z.v1}\n"
+        f"          delivery: {{retry: 1, deadLetterSink: {sink}{extra}}}\n"
+    )
+
+
+def test_a_dead_letter_sink_is_another_function_of_the_same_namespace() -> None:
+    [subscription] = parse(_worker("one")).get("two").deploy.subscriptions
+    assert subscription.delivery is not None and subscription.delivery.deadLetterSink == "one"
+    where = "func.yaml: functions.two.deploy.subscriptions[0].delivery.deadLetterSink"
+    assert problems(_worker("three")) == [f"{where}: no function named 'three'"]
+    assert problems(_worker("two")) == [f"{where}: a function cannot be its own dead-letter sink"]
+    false = problems(_worker("one", ", deadLetter: false"))
+    assert false == [f"{where}: deadLetter is false, so nothing would reach one"]
+    elsewhere = _worker("one").replace("  two:\n    deploy:\n", "  two:\n    deploy:\n      namespace: other\n")
+    assert problems(elsewhere) == [f"{where}: one is in namespace ns, not other"]
+
+
 def test_the_project_func_yaml_is_valid() -> None:
     project = load()
     assert {"auth", "users"} <= set(project.functions)

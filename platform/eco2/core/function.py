@@ -57,6 +57,7 @@ class EventHandler:
     handler: Handler
     data: type[BaseModel] | None
     dedupe: Dedupe
+    dead_letters: bool = False  # only what a Trigger gave up on (knativeerrordest set) reaches it
 
 
 @dataclass(frozen=True)
@@ -182,12 +183,23 @@ class Function:
         return self.route("DELETE", path, **kw)
 
     def event(
-        self, event_type: str, *, data: type[BaseModel] | None = None, dedupe: Dedupe | None = None
+        self,
+        event_type: str,
+        *,
+        data: type[BaseModel] | None = None,
+        dedupe: Dedupe | None = None,
+        dead_letters: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Handle CloudEvents of `event_type`, deduplicated on (source, id) before the handler runs:
         `dedupe="db"` records the event in the handler's own transaction (effects in PostgreSQL),
         `"redis"` claims it with SET NX, `"none"` lets every delivery through. Default: db when
-        the function uses the database, else redis."""
+        the function uses the database, else redis.
+
+        `dead_letters=True`: the handler receives the events of `event_type` that another
+        function's Trigger gave up on, this function being that Trigger's `deadLetterSink` in
+        func.yaml. Such a delivery carries `knativeerrordest` (and `knativeerrorcode`,
+        `knativeerrordata`) in `event.extensions`; one without it is refused (400), so a plain
+        event of the type never runs the handler."""
         if dedupe is None:
             dedupe = "db" if "db" in self.uses else "redis" if "redis" in self.uses else "none"
         if dedupe != "none" and dedupe not in self.uses:
@@ -196,7 +208,7 @@ class Function:
         def register(handler: Handler) -> Handler:
             if event_type in self.events:
                 raise ValueError(f"{self.name}: a handler for {event_type} is already declared")
-            self.events[event_type] = EventHandler(event_type, handler, data, dedupe)
+            self.events[event_type] = EventHandler(event_type, handler, data, dedupe, dead_letters)
             return handler
 
         return register

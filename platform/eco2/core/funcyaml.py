@@ -98,6 +98,10 @@ class Delivery(_Strict):
     backoffDelay: str | None = None
     timeout: str | None = None
     deadLetter: bool | None = None
+    # extension: a function of this func.yaml (same namespace) that receives the events this
+    # Trigger gave up on, instead of the broker's dead-letter queue, so it can close what waits
+    # on them (rendered as the Trigger's deadLetterSink; its handler: `@fn.event(..., dead_letters=True)`)
+    deadLetterSink: str | None = None
 
     @field_validator("backoffDelay", "timeout")
     @classmethod
@@ -251,6 +255,16 @@ class FuncYaml:
     project: Project
     functions: dict[str, FunctionSpec]
 
+    def dead_letter_types(self, name: str) -> set[str]:
+        """The event types whose dead letters reach function `name` (Triggers naming it their
+        deadLetterSink): what its `dead_letters=True` handlers must cover."""
+        return {
+            s.filters["type"]
+            for spec in self.functions.values()
+            for s in spec.deploy.subscriptions
+            if s.delivery is not None and s.delivery.deadLetterSink == name
+        }
+
     def get(self, name: str) -> FunctionSpec:
         try:
             return self.functions[name]
@@ -358,6 +372,20 @@ def parse(text: str, path: Path = Path("func.yaml")) -> FuncYaml:
             build=merged["build"],
             routes=tuple(entry.routes),
         )
+    for spec in functions.values():
+        for i, subscription in enumerate(spec.deploy.subscriptions):
+            sink = subscription.delivery.deadLetterSink if subscription.delivery else None
+            if sink is None:
+                continue
+            where = f"func.yaml: functions.{spec.name}.deploy.subscriptions[{i}].delivery.deadLetterSink"
+            if sink == spec.name:
+                problems.append(f"{where}: a function cannot be its own dead-letter sink")
+            elif sink not in functions:
+                problems.append(f"{where}: no function named {sink!r}")
+            elif functions[sink].namespace != spec.namespace:
+                problems.append(f"{where}: {sink} is in namespace {functions[sink].namespace}, not {spec.namespace}")
+            elif subscription.delivery is not None and subscription.delivery.deadLetter is False:
+                problems.append(f"{where}: deadLetter is false, so nothing would reach {sink}")
     seen: dict[str, str] = {}
     for spec in functions.values():
         for prefix_path in spec.ingress:

@@ -31,6 +31,7 @@ log = logging.getLogger("eco2.events")
 _CORE = {"id", "source", "type", "specversion", "datacontenttype", "dataschema", "subject", "time", "data"}
 PING_TYPE = "dev.knative.sources.ping"
 PING_TYPE_EXTENSION = "eco2type"
+DEAD_LETTER_EXTENSION = "knativeerrordest"  # set by the broker on what a Trigger gave up on
 DEDUPE_TTL = 7 * 24 * 3600
 CLAIM_TTL = 300
 
@@ -96,6 +97,11 @@ def dispatch(runtime: Runtime, request: Request, request_id: str, records: DoneR
     if handler is None:
         metrics.labels(name, event_type, "rejected").inc()
         raise InvalidEvent(f"{name} does not handle events of type {event_type}.", "UNKNOWN_EVENT_TYPE")
+    if handler.dead_letters and not attrs.get(DEAD_LETTER_EXTENSION):
+        metrics.labels(name, event_type, "rejected").inc()
+        raise InvalidEvent(
+            f"{name} takes {event_type} only as a dead letter (with {DEAD_LETTER_EXTENSION}).", "NOT_A_DEAD_LETTER"
+        )
     data: Any = attrs.get("data")
     if handler.data is not None:
         try:

@@ -155,10 +155,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for problem in undeclared(package, function.uses):
             problems.append(f"func.yaml: functions.{spec.name}: {problem} (add it to Function(uses=...))")
         subscribed = {s.filters["type"] for s in spec.deploy.subscriptions} | {s.type for s in spec.schedules}
-        for missing in sorted(set(function.events) - subscribed):
+        dead = {t for t, h in function.events.items() if h.dead_letters}
+        handled = set(function.events) - dead
+        sunk = project.dead_letter_types(spec.name)
+        for missing in sorted(handled - subscribed):
             problems.append(f"func.yaml: functions.{spec.name}.deploy.subscriptions: nothing delivers {missing}")
-        for extra in sorted(subscribed - set(function.events)):
+        for extra in sorted(subscribed - handled):
             problems.append(f"func.yaml: functions.{spec.name}.deploy.subscriptions: no handler for {extra}")
+        for missing in sorted(dead - sunk):
+            problems.append(f"func.yaml: functions.{spec.name}: no Trigger sends its dead letters of {missing} here")
+        for extra in sorted(sunk - dead):
+            problems.append(
+                f"func.yaml: functions.{spec.name}: dead letters of {extra} come here, but no handler takes them"
+            )
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:

@@ -1,0 +1,204 @@
+"""A scan request scan-worker never takes: the broker gives up and hands it to scan (the Trigger's
+deadLetterSink in func.yaml), which fails the job, so the app stops waiting and offers a retry.
+
+Real RabbitMQ (the local broker, this repository's func.yaml Trigger with its retries shortened),
+real Redis, and the real scan function over HTTP both for the submit and as the sink. scan-worker
+is a stand-in answering 503 to every delivery: a pod that crashes on this event.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+import redis as redis_lib
+import requests
+from werkzeug.wrappers import Request, Response
+
+from eco2.core import funcyaml
+from eco2.events.amqp import Names
+from eventing.catalogue import SCAN_REQUESTED
+from eventing.rabbitmq import RabbitBroker
+from eventing.triggers import trigger_name, triggers
+from functions.common.scanjobs import JobStore
+from functions.common.uploads import ConfirmedUpload, ConfirmedUploads
+from functions.scan.service import UNDELIVERED
+from tests.support.servers import Served, serve_function, serve_wsgi
+
+ROOT = Path(__file__).resolve().parents[2]
+RABBIT = os.environ.get("ECO2_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+TRIGGER = trigger_name("scan-worker", {"type": SCAN_REQUESTED})
+IMAGE_BASE = "http://127.0.0.1:9/eco2-images"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class CrashingWorker:
+    """Answers every delivery 503 and counts them."""
+
+    def __init__(self) -> None:
+        self.deliveries = 0
+        self._lock = threading.Lock()
+        self.server, self.thread = serve_wsgi(self)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/"
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        Request(environ).get_data()
+        with self._lock:
+            self.deliveries += 1
+        return Response("worker crashed", status=503)(environ, start_response)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def broker_name() -> Iterator[str]:
+    name = f"t{uuid.uuid4().hex[:8]}"
+    yield name
+    names = Names(name)
+    connection = pika.BlockingConnection(pika.URLParameters(RABBIT))
+    channel = connection.channel()
+    channel.queue_delete(names.queue(TRIGGER))
+    channel.queue_delete(names.dead_letter)
+    channel.exchange_delete(names.exchange)
+    connection.close()
+
+
+@pytest.fixture
+def scan(base_env: dict[str, str], broker_name: str) -> Iterator[Served]:
+    env = {**base_env, "RABBITMQ_URL": RABBIT, "ECO2_BROKER": broker_name, "SCAN_IMAGE_HOSTS": "127.0.0.1:9"}
+    served = serve_function("scan", env, ROOT)
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def worker() -> Iterator[CrashingWorker]:
+    w = CrashingWorker()
+    yield w
+    w.close()
+
+
+def start_broker(broker_name: str, worker_url: str, sink_url: str) -> RabbitBroker:
+    """The repository's scan-worker Trigger (deadLetterSink: scan), retried once after 50 ms."""
+    urls = {"scan-worker": worker_url, "scan": sink_url}
+    [spec] = [t for t in triggers(funcyaml.load(ROOT / "func.yaml"), lambda f: urls.get(f, "")) if t.name == TRIGGER]
+    assert spec.delivery.dead_letter_sink == sink_url  # resolved from func.yaml's deadLetterSink
+    fast = replace(spec, delivery=replace(spec.delivery, retry=1, backoff_delay=0.05, timeout=5.0))
+    broker = RabbitBroker(RABBIT, [fast], broker=broker_name)
+    broker.start()
+    assert broker.wait_connected(10)
+    return broker
+
+
+def submit(scan: Served, r: redis_lib.Redis) -> tuple[str, dict[str, str]]:
+    """A signed-in user's scan of a photo they uploaded and confirmed, over HTTP: (job id, headers)."""
+    user = str(uuid.uuid4())
+    token = scan.client.runtime.clients.tokens.issue(user, "access", "kakao").token
+    key = f"scan/{uuid.uuid4().hex}.jpg"
+    ConfirmedUploads(r).record(
+        ConfirmedUpload(key, user, "scan", "image/jpeg", 1234, f"{IMAGE_BASE}/{key}", "2026-01-01T00:00:00+00:00")
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    response = requests.post(
+        f"{scan.url}api/v1/scan", json={"image_url": f"{IMAGE_BASE}/{key}"}, headers=headers, timeout=10
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["job_id"], headers
+
+
+def result(scan: Served, job_id: str, headers: dict[str, str]) -> requests.Response:
+    return requests.get(f"{scan.url}api/v1/scan/{job_id}/result", headers=headers, timeout=10)
+
+
+@pytest.fixture
+def r(redis_url: str) -> redis_lib.Redis:
+    return redis_lib.Redis.from_url(redis_url, decode_responses=True)
+
+
+def test_a_request_the_worker_never_takes_fails_its_job_through_the_sink(
+    scan: Served, worker: CrashingWorker, broker_name: str, r: redis_lib.Redis
+) -> None:
+    broker = start_broker(broker_name, worker.url, scan.url)
+    try:
+        job_id, headers = submit(scan, r)
+        assert wait_for(lambda: result(scan, job_id, headers).status_code == 200), result(scan, job_id, headers).text
+        final = result(scan, job_id, headers).json()
+        assert final["status"] == "failed" and final["error"] == UNDELIVERED and final["pipeline_result"] is None
+        # the stream the app follows ends with done/failed, so an open SSE stream closes
+        last = json.loads(r.xrevrange(f"scan:events:{job_id}", count=1)[0][1]["data"])
+        assert (last["stage"], last["status"]) == ("done", "failed")
+        [dispatcher] = broker.dispatchers
+        assert wait_for(lambda: dispatcher.dead_lettered == 1 and not dispatcher._in_flight)
+        assert worker.deliveries == 2  # the first try and the one retry
+        assert broker.depths()[broker.names.dead_letter] == 0  # the sink took it: nothing left queued
+    finally:
+        broker.stop()
+
+
+def test_when_the_sink_refuses_too_the_event_stays_in_the_dead_letter_queue(
+    scan: Served, worker: CrashingWorker, broker_name: str, r: redis_lib.Redis
+) -> None:
+    closed = "http://127.0.0.1:9/"  # nothing listens there
+    broker = start_broker(broker_name, worker.url, closed)
+    try:
+        job_id, headers = submit(scan, r)
+        assert wait_for(lambda: broker.depths()[broker.names.dead_letter] == 1), broker.depths()
+        [(trigger, letter)] = broker.dead_letters()
+        assert trigger == TRIGGER and letter.attributes["knativeerrorcode"] == "503"
+        assert letter.attributes["knativeerrordest"] == worker.url
+        assert base64.b64decode(letter.attributes["knativeerrordata"]) == b"worker crashed"
+        assert json.loads(letter.data)["job_id"] == job_id
+        assert result(scan, job_id, headers).status_code == 202  # nobody failed it; the queue has it
+    finally:
+        broker.stop()
+
+
+def test_only_a_dead_letter_reaches_the_handler_and_a_finished_job_keeps_its_result(
+    scan: Served, r: redis_lib.Redis
+) -> None:
+    user = str(uuid.uuid4())
+    job_id = uuid.uuid4().hex
+    store = JobStore(r)
+    store.create(job_id, user)
+    data = {"job_id": job_id, "user_id": user, "image_url": f"{IMAGE_BASE}/x.jpg", "user_input": None, "model": None}
+    plain = scan.client.cloudevent(SCAN_REQUESTED, data, source="/eco2/scan")
+    assert plain.status_code == 400 and plain.json["code"] == "NOT_A_DEAD_LETTER"
+    assert store.result(job_id) is None
+
+    done = {
+        "task_id": job_id,
+        "status": "completed",
+        "message": "ok",
+        "pipeline_result": {},
+        "reward": None,
+        "error": None,
+    }
+    store.progress(job_id).finish(done)  # a retry got through after all
+    dead = {"knativeerrordest": "http://scan-worker.eco2.svc.cluster.local", "knativeerrorcode": "503"}
+    assert scan.client.cloudevent(SCAN_REQUESTED, data, source="/eco2/scan", extensions=dead).status_code == 200
+    assert store.result(job_id) == done  # left as it was
+    job = store.get(job_id)
+    assert job is not None and job.status == "completed"
