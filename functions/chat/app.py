@@ -9,8 +9,8 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from eco2 import Context, Function
-from eventing.catalogue import CHAT_REQUESTED
+from eco2 import Context, Event, Function
+from eventing.catalogue import CHAT_REQUESTED, ChatRequested
 from functions.chat import service
 from functions.chat.schemas import (
     ChatConfig,
@@ -83,6 +83,14 @@ def send_message(ctx: Context, chat_id: str, body: MessageRequest) -> MessageAcc
         ctx.publish(CHAT_REQUESTED, data, subject=job_id)
 
     return service.submit_message(ctx.db, ChatJobs(ctx.redis), ctx.user_id, chat_id, body, publish)
+
+
+# deduplicated in Redis: the handler touches only the job (Redis), not the database
+@fn.event(CHAT_REQUESTED, data=ChatRequested, dedupe="redis", dead_letters=True)
+def on_undelivered(ctx: Context, event: Event[ChatRequested]) -> None:
+    """A message chat-worker failed on every retry (this function is its Trigger's dead-letter
+    sink, func.yaml): the job ends with `error`, so the open stream closes and the app can resend."""
+    service.fail_undelivered(ChatJobs(ctx.redis), event.data.job_id, event.extensions.get("knativeerrorcode"))
 
 
 @fn.get("/api/v1/chat/{job_id}/events", auth=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,6 +30,16 @@ from functions.common.models import User
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+log = logging.getLogger("eco2.chat")
+UNDELIVERED = "지금은 답을 만들 수 없었어요. 잠시 뒤에 같은 질문을 다시 보내 주세요."
+
+
+def fail_undelivered(jobs: ChatJobs, job_id: str, code: str | None) -> None:
+    """The job of a message that never reached an answer ends with `error` (once; a job that
+    ended or expired meanwhile is left as it is)."""
+    if jobs.fail_unfinished(job_id, "ANSWER_UNAVAILABLE", UNDELIVERED):
+        log.warning("chat request undeliverable; job failed", extra={"job_id": job_id, "code": code})
 
 
 def _user_key(user_id: str) -> uuid.UUID:

@@ -147,6 +147,16 @@ class ChatJobs:
         assert status in STATUSES
         self.redis.hset(job_key(job_id), "status", status)
 
+    def fail_unfinished(self, job_id: str, code: str, message: str) -> bool:
+        """End a job that has not ended with `error` {code, message} (status failed). False when
+        it is gone or already ended (completed or failed)."""
+        job = self.get(job_id)
+        if job is None or job.status in ("completed", "failed"):
+            return False
+        self.set_status(job_id, "failed")
+        self.append(job_id, "error", {"error": code, "message": message})
+        return True
+
     def lease(self, job_id: str, holder: str, seconds: int) -> bool:
         return bool(self.redis.set(lease_key(job_id), holder, ex=seconds, nx=True))
 

@@ -1,9 +1,10 @@
-"""A scan request scan-worker never takes: the broker gives up and hands it to scan (the Trigger's
-deadLetterSink in func.yaml), which fails the job, so the app stops waiting and offers a retry.
+"""Requests a worker never takes: the broker gives up and hands them to the function that accepted
+them (the Trigger's deadLetterSink in func.yaml), which fails the job, so the app stops waiting.
+scan-worker's scan requests go to scan, chat-worker's messages to chat.
 
-Real RabbitMQ (the local broker, this repository's func.yaml Trigger with its retries shortened),
-real Redis, and the real scan function over HTTP both for the submit and as the sink. scan-worker
-is a stand-in answering 503 to every delivery: a pod that crashes on this event.
+Real RabbitMQ (the local broker, this repository's func.yaml Triggers with their retries
+shortened), real Redis, and the real scan and chat functions over HTTP as the sinks (scan also for
+the submit). The worker is a stand-in answering 503 to every delivery: a pod that crashes on it.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from werkzeug.wrappers import Request, Response
 
 from eco2.core import funcyaml
 from eco2.events.amqp import Names
-from eventing.catalogue import SCAN_REQUESTED
+from eco2.events.message import make_message
+from eventing.catalogue import CHAT_REQUESTED, SCAN_REQUESTED
 from eventing.rabbitmq import RabbitBroker
 from eventing.triggers import trigger_name, triggers
+from functions.chat.service import UNDELIVERED as CHAT_UNDELIVERED
+from functions.common.chatjobs import ChatJobs
 from functions.common.scanjobs import JobStore
 from functions.common.uploads import ConfirmedUpload, ConfirmedUploads
 from functions.scan.service import UNDELIVERED
@@ -38,6 +42,7 @@ from tests.support.servers import Served, serve_function, serve_wsgi
 ROOT = Path(__file__).resolve().parents[2]
 RABBIT = os.environ.get("ECO2_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 TRIGGER = trigger_name("scan-worker", {"type": SCAN_REQUESTED})
+CHAT_TRIGGER = trigger_name("chat-worker", {"type": CHAT_REQUESTED})
 IMAGE_BASE = "http://127.0.0.1:9/eco2-images"
 
 
@@ -81,6 +86,7 @@ def broker_name() -> Iterator[str]:
     connection = pika.BlockingConnection(pika.URLParameters(RABBIT))
     channel = connection.channel()
     channel.queue_delete(names.queue(TRIGGER))
+    channel.queue_delete(names.queue(CHAT_TRIGGER))
     channel.queue_delete(names.dead_letter)
     channel.exchange_delete(names.exchange)
     connection.close()
@@ -101,10 +107,12 @@ def worker() -> Iterator[CrashingWorker]:
     w.close()
 
 
-def start_broker(broker_name: str, worker_url: str, sink_url: str) -> RabbitBroker:
-    """The repository's scan-worker Trigger (deadLetterSink: scan), retried once after 50 ms."""
-    urls = {"scan-worker": worker_url, "scan": sink_url}
-    [spec] = [t for t in triggers(funcyaml.load(ROOT / "func.yaml"), lambda f: urls.get(f, "")) if t.name == TRIGGER]
+def start_broker(broker_name: str, worker_url: str, sink_url: str, app: str = "scan") -> RabbitBroker:
+    """The repository's Trigger of `<app>-worker` (whose deadLetterSink is `app`), the worker at
+    `worker_url` and the sink at `sink_url`, retried once after 50 ms."""
+    trigger = TRIGGER if app == "scan" else CHAT_TRIGGER
+    urls = {f"{app}-worker": worker_url, app: sink_url}
+    [spec] = [t for t in triggers(funcyaml.load(ROOT / "func.yaml"), lambda f: urls.get(f, "")) if t.name == trigger]
     assert spec.delivery.dead_letter_sink == sink_url  # resolved from func.yaml's deadLetterSink
     fast = replace(spec, delivery=replace(spec.delivery, retry=1, backoff_delay=0.05, timeout=5.0))
     broker = RabbitBroker(RABBIT, [fast], broker=broker_name)
@@ -202,3 +210,25 @@ def test_only_a_dead_letter_reaches_the_handler_and_a_finished_job_keeps_its_res
     assert store.result(job_id) == done  # left as it was
     job = store.get(job_id)
     assert job is not None and job.status == "completed"
+
+
+def test_a_chat_message_the_worker_never_takes_ends_its_job_with_an_error(
+    base_env: dict[str, str], worker: CrashingWorker, broker_name: str, r: redis_lib.Redis
+) -> None:
+    chat = serve_function("chat", {**base_env, "RABBITMQ_URL": RABBIT, "ECO2_BROKER": broker_name}, ROOT)
+    broker = start_broker(broker_name, worker.url, chat.url, app="chat")
+    try:
+        jobs = ChatJobs(r)
+        job_id, user = uuid.uuid4().hex, str(uuid.uuid4())
+        jobs.create(job_id, user, str(uuid.uuid4()))
+        data = {"job_id": job_id, "user_id": user, "chat_id": str(uuid.uuid4()), "message": "페트병은 어떻게 버려요?"}
+        broker.publisher.publish(make_message(CHAT_REQUESTED, data, source="/eco2/chat"))
+        assert wait_for(lambda: (job := jobs.get(job_id)) is not None and job.status == "failed")
+        last = jobs.entries(job_id)[-1]
+        assert last.event == "error" and last.json() == {"error": "ANSWER_UNAVAILABLE", "message": CHAT_UNDELIVERED}
+        [dispatcher] = broker.dispatchers
+        assert wait_for(lambda: dispatcher.dead_lettered == 1 and not dispatcher._in_flight)
+        assert worker.deliveries == 2 and broker.depths()[broker.names.dead_letter] == 0
+    finally:
+        broker.stop()
+        chat.close()
