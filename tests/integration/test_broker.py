@@ -29,19 +29,11 @@ from eventing.triggers import trigger_name, triggers
 from tests.support.private_servers import PrivateRabbitMQ
 from tests.support.private_servers import start as start_private
 from tests.support.servers import Served, serve_function
+from tests.support.waiting import wait_for
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 RABBIT = os.environ.get("ECO2_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 FLAKY_TRIGGER = trigger_name("flaky", {"type": "demo.flaky.requested.v1"})
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture

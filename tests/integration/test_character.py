@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -13,6 +12,7 @@ from eco2.serving.testing import FunctionClient
 from eventing.catalogue import CHARACTER_GRANTED, SCAN_COMPLETED
 from functions.common.models import User
 from tests.support.sink import EventSink
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -43,15 +43,6 @@ def completed(user_id: str, code: str | None, job: str = "job-1") -> dict[str, o
         "middle_category": "무색페트병",
         "reward_character_code": code,
     }
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def outbox_rows(url: str) -> list[tuple[uuid.UUID, str, object]]:

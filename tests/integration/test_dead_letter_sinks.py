@@ -12,19 +12,15 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pika
 import pytest
 import redis as redis_lib
 import requests
-from werkzeug.wrappers import Request, Response
 
 from eco2.core import funcyaml
 from eco2.events.amqp import Names
@@ -37,45 +33,15 @@ from functions.common.chatjobs import ChatJobs
 from functions.common.scanjobs import JobStore
 from functions.common.uploads import ConfirmedUpload, ConfirmedUploads
 from functions.scan.service import UNDELIVERED
-from tests.support.servers import Served, serve_function, serve_wsgi
+from tests.support.servers import Served, serve_function
+from tests.support.sink import EventSink
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RABBIT = os.environ.get("ECO2_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 TRIGGER = trigger_name("scan-worker", {"type": SCAN_REQUESTED})
 CHAT_TRIGGER = trigger_name("chat-worker", {"type": CHAT_REQUESTED})
 IMAGE_BASE = "http://127.0.0.1:9/eco2-images"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
-class CrashingWorker:
-    """Answers every delivery 503 and counts them."""
-
-    def __init__(self) -> None:
-        self.deliveries = 0
-        self._lock = threading.Lock()
-        self.server, self.thread = serve_wsgi(self)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/"
-
-    def __call__(self, environ: Any, start_response: Any) -> Any:
-        Request(environ).get_data()
-        with self._lock:
-            self.deliveries += 1
-        return Response("worker crashed", status=503)(environ, start_response)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -101,8 +67,9 @@ def scan(base_env: dict[str, str], broker_name: str) -> Iterator[Served]:
 
 
 @pytest.fixture
-def worker() -> Iterator[CrashingWorker]:
-    w = CrashingWorker()
+def worker() -> Iterator[EventSink]:
+    """scan-worker or chat-worker crashing on every delivery (503)."""
+    w = EventSink(status=503, body="worker crashed")
     yield w
     w.close()
 
@@ -147,7 +114,7 @@ def r(redis_url: str) -> redis_lib.Redis:
 
 
 def test_a_request_the_worker_never_takes_fails_its_job_through_the_sink(
-    scan: Served, worker: CrashingWorker, broker_name: str, r: redis_lib.Redis
+    scan: Served, worker: EventSink, broker_name: str, r: redis_lib.Redis
 ) -> None:
     broker = start_broker(broker_name, worker.url, scan.url)
     try:
@@ -160,14 +127,14 @@ def test_a_request_the_worker_never_takes_fails_its_job_through_the_sink(
         assert (last["stage"], last["status"]) == ("done", "failed")
         [dispatcher] = broker.dispatchers
         assert wait_for(lambda: dispatcher.dead_lettered == 1 and not dispatcher._in_flight)
-        assert worker.deliveries == 2  # the first try and the one retry
+        assert len(worker.events) == 2  # the first try and the one retry
         assert broker.depths()[broker.names.dead_letter] == 0  # the sink took it: nothing left queued
     finally:
         broker.stop()
 
 
 def test_when_the_sink_refuses_too_the_event_stays_in_the_dead_letter_queue(
-    scan: Served, worker: CrashingWorker, broker_name: str, r: redis_lib.Redis
+    scan: Served, worker: EventSink, broker_name: str, r: redis_lib.Redis
 ) -> None:
     closed = "http://127.0.0.1:9/"  # nothing listens there
     broker = start_broker(broker_name, worker.url, closed)
@@ -213,7 +180,7 @@ def test_only_a_dead_letter_reaches_the_handler_and_a_finished_job_keeps_its_res
 
 
 def test_a_chat_message_the_worker_never_takes_ends_its_job_with_an_error(
-    base_env: dict[str, str], worker: CrashingWorker, broker_name: str, r: redis_lib.Redis
+    base_env: dict[str, str], worker: EventSink, broker_name: str, r: redis_lib.Redis
 ) -> None:
     chat = serve_function("chat", {**base_env, "RABBITMQ_URL": RABBIT, "ECO2_BROKER": broker_name}, ROOT)
     broker = start_broker(broker_name, worker.url, chat.url, app="chat")
@@ -228,7 +195,7 @@ def test_a_chat_message_the_worker_never_takes_ends_its_job_with_an_error(
         assert last.event == "error" and last.json() == {"error": "ANSWER_UNAVAILABLE", "message": CHAT_UNDELIVERED}
         [dispatcher] = broker.dispatchers
         assert wait_for(lambda: dispatcher.dead_lettered == 1 and not dispatcher._in_flight)
-        assert worker.deliveries == 2 and broker.depths()[broker.names.dead_letter] == 0
+        assert len(worker.events) == 2 and broker.depths()[broker.names.dead_letter] == 0
     finally:
         broker.stop()
         chat.close()

@@ -20,6 +20,7 @@ from eco2.core import errors
 from eco2.core.context import Event, OutEvent
 from eco2.events.ingress import CLAIM_TTL, DEDUPE_TTL, Deduplicator, DoneRecords, Ingress, reply
 from eco2.serving.testing import FunctionClient
+from tests.support.waiting import wait_for
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 UNREACHABLE = "redis://127.0.0.1:9/0"  # nothing listens: every write fails at once
@@ -31,15 +32,6 @@ def client(redis_url: str) -> Iterator[FunctionClient]:
     env = {"ECO2_ENV": "test", "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
     with FunctionClient("echo", env, root=DEMO) as c:
         yield c
-
-
-def wait_for(check: Any, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return bool(check())
 
 
 def event() -> Event[Any]:

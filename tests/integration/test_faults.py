@@ -44,6 +44,7 @@ from tests.support.private_servers import (
     PrivateServer,
     start,
 )
+from tests.support.waiting import wait_for
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000") + b"\x00" * 32
 TIMEOUT = 10.0  # every request of the load
@@ -270,15 +271,6 @@ def dev(servers: dict[str, PrivateServer], tmp_path: Path) -> Iterator[tuple[str
     assert exited is None, "eco2 dev exited during the test"  # it is never restarted
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
-
-
 def first_success_after(load: Load, kind: str, back: float) -> float | None:
     with load.lock:
         done = [c.ended for c in load.calls if c.kind == kind and c.ok and c.started >= back]
@@ -377,7 +369,7 @@ def test_restarts_under_load_answer_503_recover_and_lose_no_event(
                     results[scan.job_id] = got
         return len(results) == len(load.scans)
 
-    wait_for(all_done, 30, step=0.5)
+    wait_for(all_done, 30, interval=0.5)
     owned: dict[int, set[str]] = {}
 
     def rewards_granted() -> bool:
@@ -391,7 +383,7 @@ def test_restarts_under_load_answer_503_recover_and_lose_no_event(
                 missing = missing or reward["name"] not in owned.get(id(scan.session), set())
         return not missing
 
-    wait_for(rewards_granted, 30, step=0.5)
+    wait_for(rewards_granted, 30, interval=0.5)
 
     def is_lost(scan: Scan) -> bool:
         if scan.job_id not in results:
@@ -402,7 +394,7 @@ def test_restarts_under_load_answer_503_recover_and_lose_no_event(
     lost = [s for s in load.scans if is_lost(s)]
     # and nothing stuck on the way: the outbox drains (the relay is back), nothing was dead-lettered
     drained_at = time.monotonic()
-    drained = wait_for(lambda: outbox_pending(servers["db"].url) == 0, 15, step=0.2)
+    drained = wait_for(lambda: outbox_pending(servers["db"].url) == 0, 15, interval=0.2)
     outbox_wait = time.monotonic() - drained_at
     dead = dead_letters(servers["events"].url, broker)
     failed_scans = [s.job_id for s in load.scans if s.job_id in results and results[s.job_id]["status"] != "completed"]
@@ -584,7 +576,7 @@ def test_the_outbox_relay_publishes_within_seconds_of_the_broker_return(
             return sum(1 for r in caplog.records if r.getMessage().startswith("outbox relay failed"))
 
         # four failed tries while the broker is away: the relay's backoff has grown (1, 2, 4, 8 s ...)
-        assert wait_for(lambda: failures() >= 4, 40, step=0.2)
+        assert wait_for(lambda: failures() >= 4, 40, interval=0.2)
         rabbit.start()
         back = time.monotonic()
 
@@ -595,7 +587,7 @@ def test_the_outbox_relay_publishes_within_seconds_of_the_broker_return(
                 ).fetchone()
             return row is not None and row[0] is not None
 
-        assert wait_for(published, 20, step=0.2)
+        assert wait_for(published, 20, interval=0.2)
         took = time.monotonic() - back
         print(f"\n  outbox event published {took:.2f} s after RabbitMQ returned")
         assert took <= 6.5

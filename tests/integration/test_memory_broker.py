@@ -9,9 +9,8 @@ import base64
 import itertools
 import json
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,10 @@ from eventing.local import LocalBroker, make_broker
 from eventing.memory import MemoryBroker
 from eventing.triggers import trigger_name
 from tests.support.servers import Served, serve_function, serve_wsgi
+from tests.support.waiting import wait_for
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 FLAKY = trigger_name("flaky", {"type": "demo.flaky.requested.v1"})
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 class Recorder:

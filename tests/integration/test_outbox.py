@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -28,21 +28,13 @@ from eco2.events.message import make_message
 from eco2.serving.testing import FunctionClient
 from eventing.catalogue import USER_DELETED
 from tests.support.private_servers import free_port
+from tests.support.waiting import wait_for
 
 RABBIT = os.environ.get("ECO2_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 LEDGER = "demo.ledger.recorded.v1"
 Channel: TypeAlias = Any  # pika's BlockingChannel (pika has no type information)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture

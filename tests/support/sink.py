@@ -1,4 +1,4 @@
-"""A stand-in for the Knative broker ingress: accepts CloudEvents (binary mode) with 202 and keeps them."""
+"""A stand-in for the Knative broker ingress: keeps the CloudEvents posted to it, answers 202."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from tests.support.servers import serve_wsgi
 
 
 class EventSink:
-    def __init__(self) -> None:
+    """Records every CloudEvent posted to it; answers `status` (202, or e.g. 503 to stand in for a
+    subscriber that crashes on every delivery) with `body`."""
+
+    def __init__(self, status: int = 202, body: str = "") -> None:
+        self.status, self.body = status, body
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.server, self.thread = serve_wsgi(self)
@@ -32,7 +36,7 @@ class EventSink:
                     "content_type": request.content_type,
                 }
             )
-        return Response(status=202)(environ, start_response)
+        return Response(self.body, status=self.status)(environ, start_response)
 
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["attributes"].get("type") == event_type]
