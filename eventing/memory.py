@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterable
@@ -11,6 +12,7 @@ from eco2.events.memory import MemoryPublisher, attach
 from eco2.events.message import Message
 from eventing.delivery import Deliverer, TriggerSpec
 
+log = logging.getLogger("eco2.broker")
 _lock = threading.Lock()
 _brokers: dict[str, MemoryBroker] = {}
 
@@ -55,8 +57,20 @@ class MemoryBroker:
             outcome = deliverer.deliver(message)
             if outcome.reply is not None:
                 self.publish(outcome.reply)
-            if outcome.dead_letter is not None and not deliverer.send_dead_letter(outcome.dead_letter):
-                self.dead_letters.append((deliverer.trigger.name, outcome.dead_letter))
+            if outcome.dead_letter is not None:
+                sunk = deliverer.send_dead_letter(outcome.dead_letter)
+                if not sunk:
+                    self.dead_letters.append((deliverer.trigger.name, outcome.dead_letter))
+                log.error(
+                    "event dead-lettered",
+                    extra={
+                        "trigger": deliverer.trigger.name,
+                        "event_id": message.attributes.get("id"),
+                        "code": outcome.code,
+                        "attempts": outcome.attempts,
+                        "to": "sink" if sunk else "memory",
+                    },
+                )
 
     def stop(self) -> None:
 
