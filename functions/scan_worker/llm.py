@@ -74,7 +74,7 @@ class LLM:
         has no method for), not `chat.completions.create`: the same request, retries, timeouts,
         errors and typed `ChatCompletion`, without `create`'s walk of every message and schema
         node against its TypedDicts, which only re-checks what is already plain JSON here. That
-        walk was 1.2-1.5 ms of the 3.4-3.6 ms of CPU each call took in the worker
+        walk was 1.2-1.6 ms of the 3.4-3.6 ms of CPU each call took in the worker
         (tests/benchmarks/README.md, "fourth pass")."""
         import openai
         from openai.types.chat import ChatCompletion

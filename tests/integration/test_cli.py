@@ -215,6 +215,26 @@ def test_validate_passes_on_the_project() -> None:
     assert done.stdout.startswith("func.yaml: ok (") and "functions)" in done.stdout
 
 
+def test_validate_checks_dead_letter_handlers_against_the_sinks_naming_them(tmp_path: Path) -> None:
+    """scan takes scan requests only as dead letters: without a Trigger naming it the handler is
+    unreachable; a Trigger naming a function without such a handler sends them nowhere."""
+    (tmp_path / "functions").symlink_to(ROOT / "functions")
+    text = (ROOT / "func.yaml").read_text(encoding="utf-8")
+    assert ", deadLetterSink: scan }" in text
+    requested = "eco2.scan.job.requested.v1"
+    (tmp_path / "func.yaml").write_text(text.replace(", deadLetterSink: scan }", " }"), encoding="utf-8")
+    done = eco2("--root", str(tmp_path), "validate")
+    assert done.returncode == 1 and done.stderr.splitlines() == [
+        f"func.yaml: functions.scan: no Trigger sends its dead letters of {requested} here"
+    ], done.stderr
+    (tmp_path / "func.yaml").write_text(text.replace("deadLetterSink: scan }", "deadLetterSink: users }"), "utf-8")
+    done = eco2("--root", str(tmp_path), "validate")
+    assert done.returncode == 1 and done.stderr.splitlines() == [  # in func.yaml's order
+        f"func.yaml: functions.users: dead letters of {requested} come here, but no handler takes them",
+        f"func.yaml: functions.scan: no Trigger sends its dead letters of {requested} here",
+    ], done.stderr
+
+
 def test_manifests_out(tmp_path: Path) -> None:
     out = tmp_path / "manifests"
     done = eco2("manifests", "-o", str(out), "--only", "users")
