@@ -5,7 +5,7 @@ spec. 2xx is done (a CloudEvent in the reply goes back to the broker); 4xx other
 429 is not retried (Knative's data-plane contract); everything else is retried with linear or
 exponential backoff; after the last try the event is dead-lettered with the `knativeerrordest`,
 `knativeerrorcode` and `knativeerrordata` extensions: to the Trigger's dead-letter sink when it has
-one (`send_dead_letter`), else (or when the sink refuses it too) to the broker's dead-letter queue.
+one, else (or when the sink refuses it too) to the broker's dead-letter queue (`give_up`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -180,10 +180,30 @@ class Deliverer:
         dead = Message({**message.attributes, **extensions}, message.data, message.content_type)
         return Outcome("dead-lettered", attempts, code, dead_letter=dead)
 
-    def send_dead_letter(self, dead: Message) -> bool:
+    def give_up(self, message: Message, outcome: Outcome, keep: Callable[[Message], None]) -> None:
+        """Settle what this Trigger gave up on (`outcome.dead_letter`, made from `message`): to
+        its dead-letter sink, else `keep(dead)` (the broker's dead-letter queue); logged once
+        either way. The broker acks `message` only after this returns."""
+        dead = outcome.dead_letter
+        assert dead is not None
+        sunk = self._to_sink(dead)
+        if not sunk:
+            keep(dead)
+        log.error(
+            "event dead-lettered",
+            extra={
+                "trigger": self.trigger.name,
+                "event_id": message.attributes.get("id"),
+                "code": outcome.code,
+                "attempts": outcome.attempts,
+                "to": "sink" if sunk else "queue",
+            },
+        )
+
+    def _to_sink(self, dead: Message) -> bool:
         """Hand `dead` to the Trigger's dead-letter sink (binary mode, the extensions as ce-
         headers, as Knative posts to a deadLetterSink). True once the sink answered 2xx; False
-        when there is no sink or it refused every try: the caller keeps the event (the queue)."""
+        when there is no sink or it refused every try."""
         spec = self.trigger.delivery
         sink = spec.dead_letter_sink
         if not sink:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Iterable
@@ -12,7 +11,6 @@ from eco2.events.memory import MemoryPublisher, attach
 from eco2.events.message import Message
 from eventing.delivery import Deliverer, TriggerSpec
 
-log = logging.getLogger("eco2.broker")
 _lock = threading.Lock()
 _brokers: dict[str, MemoryBroker] = {}
 
@@ -50,6 +48,9 @@ class MemoryBroker:
         return out
 
     def _work(self, deliverer: Deliverer, q: queue.Queue[Message | None]) -> None:
+        def keep(dead: Message) -> None:  # no sink, or it refused: kept here
+            self.dead_letters.append((deliverer.trigger.name, dead))
+
         while True:
             message = q.get()
             if message is None:
@@ -58,19 +59,7 @@ class MemoryBroker:
             if outcome.reply is not None:
                 self.publish(outcome.reply)
             if outcome.dead_letter is not None:
-                sunk = deliverer.send_dead_letter(outcome.dead_letter)
-                if not sunk:
-                    self.dead_letters.append((deliverer.trigger.name, outcome.dead_letter))
-                log.error(
-                    "event dead-lettered",
-                    extra={
-                        "trigger": deliverer.trigger.name,
-                        "event_id": message.attributes.get("id"),
-                        "code": outcome.code,
-                        "attempts": outcome.attempts,
-                        "to": "sink" if sunk else "memory",
-                    },
-                )
+                deliverer.give_up(message, outcome, keep)
 
     def stop(self) -> None:
 

@@ -113,20 +113,10 @@ class Dispatcher(threading.Thread):
             if outcome.reply is not None:
                 self.publisher.publish(outcome.reply)
             if outcome.dead_letter is not None:
-                sunk = self.deliverer.send_dead_letter(outcome.dead_letter)
-                if not sunk:  # no sink, or it refused: the queue keeps it (acked only after either)
-                    self.publisher.publish_dead_letter(outcome.dead_letter, self.trigger.name)
-                self.dead_lettered += 1
-                log.error(
-                    "event dead-lettered",
-                    extra={
-                        "trigger": self.trigger.name,
-                        "event_id": message.attributes.get("id"),
-                        "code": outcome.code,
-                        "attempts": outcome.attempts,
-                        "to": "sink" if sunk else "queue",
-                    },
+                self.deliverer.give_up(
+                    message, outcome, lambda dead: self.publisher.publish_dead_letter(dead, self.trigger.name)
                 )
+                self.dead_lettered += 1
             else:
                 self.delivered += 1
             settle = functools.partial(channel.basic_ack, tag)
