@@ -321,16 +321,16 @@ def outbox_pending(url: str) -> int:
     return int(row[0]) if row else -1
 
 
-def dead_letters(url: str, broker: str) -> int:
-    import pika
+def dead_letters(url: str, broker: str) -> tuple[list[str], list[str]]:
+    """The dead letters' Triggers: (the load's, the schedules' ticks). The news schedule fires by
+    the clock (every 30 minutes), so a run across :00 or :30 can send a tick into an outage; that
+    tick is not the load's, is reported and not counted (the next tick collects the news)."""
+    from eco2.events.ingress import PING_TYPE
+    from eventing.rabbitmq import RabbitBroker
 
-    from eco2.events.amqp import Names
-
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(connection.channel().queue_declare(Names(broker).dead_letter, passive=True).method.message_count)
-    finally:
-        connection.close()
+    letters = RabbitBroker(url, [], broker=broker).dead_letters(limit=1000)
+    ticks = [trigger for trigger, letter in letters if letter.attributes.get("type") == PING_TYPE]
+    return [trigger for trigger, letter in letters if letter.attributes.get("type") != PING_TYPE], ticks
 
 
 def test_restarts_under_load_answer_503_recover_and_lose_no_event(
@@ -396,7 +396,7 @@ def test_restarts_under_load_answer_503_recover_and_lose_no_event(
     drained_at = time.monotonic()
     drained = wait_for(lambda: outbox_pending(servers["db"].url) == 0, 15, interval=0.2)
     outbox_wait = time.monotonic() - drained_at
-    dead = dead_letters(servers["events"].url, broker)
+    dead, ticks = dead_letters(servers["events"].url, broker)
     failed_scans = [s.job_id for s in load.scans if s.job_id in results and results[s.job_id]["status"] != "completed"]
     rewarded = [s for s in load.scans if (results.get(s.job_id) or {}).get("reward")]
 
@@ -444,7 +444,8 @@ def test_restarts_under_load_answer_503_recover_and_lose_no_event(
         f"total: {len(load.calls)} requests in {ended - began:.1f} s, {len(load.scans)} scans accepted,"
         f" {len(rewarded)} rewarded, longest request {max(c.ended - c.started for c in load.calls):.2f} s"
     )
-    print(f"  outbox drained: {drained} ({outbox_wait:.2f} s after the checks began); dead letters: {dead}")
+    print(f"  outbox drained: {drained} ({outbox_wait:.2f} s after the checks began)")
+    print(f"  dead letters: {dead}; schedule ticks dead-lettered: {ticks}")
     unexpected = sorted(
         {(c.kind, c.step, c.status) for c in load.calls if c.status is not None and 400 <= c.status != 503}
     )
@@ -478,7 +479,7 @@ def test_restarts_under_load_answer_503_recover_and_lose_no_event(
     assert not lost, [(s.job_id, s.words, results.get(s.job_id, {}).get("status")) for s in lost]
     assert not failed_scans, failed_scans
     assert drained, f"{outbox_pending(servers['db'].url)} outbox events still unpublished"
-    assert dead == 0, f"{dead} events dead-lettered"
+    assert not dead, f"events dead-lettered by: {dead}"
 
 
 def _answers(client: Any) -> bool:
