@@ -164,3 +164,44 @@ def test_listens_on_port_and_fails_fast_on_bad_config(tmp_path: Path) -> None:
     )
     assert out.returncode != 0
     assert "REDIS_URL: required" in out.stderr and "JWT_SECRET" in out.stderr
+
+
+def test_chunked_bodies_are_read_and_bounded_and_every_request_is_logged(redis_url: str, tmp_path: Path) -> None:
+    """Through gunicorn, on one keep-alive connection: a chunked body (no Content-Length) is read
+    and bounded like any other, a GET without a body is answered without one being read, and each
+    request gets its access line (written by the function's own log handler, eco2.core.logs.access)."""
+    import http.client
+
+    log = tmp_path / "server.log"
+    proc, base = start_server({"REDIS_URL": redis_url}, log)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=10)
+        answers = []
+        for body in (b'{"name": "ok"}', b'{"name": "' + b"x" * 200 + b'"}'):
+            conn.request(
+                "POST",
+                "/api/v1/echo/small",
+                body=iter([body[:5], body[5:]]),
+                headers={"Content-Type": "application/json"},
+                encode_chunked=True,
+            )
+            response = conn.getresponse()
+            answers.append((response.status, json.loads(response.read())))
+        conn.request("GET", "/api/v1/echo/items/abc", headers={"X-Request-ID": "chunked-then-get"})
+        response = conn.getresponse()
+        answers.append((response.status, json.loads(response.read())))
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert answers[0][0] == 200
+    assert answers[1][0] == 413 and answers[1][1]["code"] == "PAYLOAD_TOO_LARGE"
+    assert answers[2] == (200, {"item_id": "abc"})
+    access = [line for line in log_lines(log) if line["message"] == "request" and "route" in line]
+    assert [(line["method"], line["route"], line["status"]) for line in access] == [
+        ("POST", "/api/v1/echo/small", 200),
+        ("POST", "/api/v1/echo/small", 413),
+        ("GET", "/api/v1/echo/items/{item_id}", 200),
+    ]
+    assert access[-1]["request_id"] == "chunked-then-get" and access[-1]["function"] == "echo"
+    assert all(isinstance(line["duration_ms"], float) and line["logger"] == "eco2.core.runtime" for line in access)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 
+import pytest
+
+from eco2.core import logs
 from eco2.core.logs import PIPE_BUF, BatchedStreamHandler, JsonFormatter
 
 
@@ -173,3 +177,80 @@ def test_the_http_clients_request_lines_are_kept_out_below_debug() -> None:
             assert logger.isEnabledFor(logging.DEBUG)
     finally:
         configure("scan-worker", logging.getLevelName(before))
+
+
+def eco2_logger(stream: Recorder) -> tuple[logging.Logger, BatchedStreamHandler]:
+    """A logger whose only handler is one as `configure` installs it (not on the root logger:
+    pytest keeps handlers of its own there)."""
+    handler = BatchedStreamHandler(stream, interval=60.0)
+    handler._eco2 = True  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter("users"))
+    logger = logging.getLogger(f"eco2.test.access.{id(handler)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger, handler
+
+
+@pytest.fixture()
+def eco2_records() -> Iterator[None]:
+    """This module's record factory, as `configure` sets it."""
+    saved = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logs._record_factory)
+    yield
+    logging.setLogRecordFactory(saved)
+
+
+def test_the_access_line_is_the_same_built_directly_or_through_a_record(eco2_records: None) -> None:
+    stream = Recorder()
+    logger, handler = eco2_logger(stream)
+    request_token, function_token = logs.request_id_var.set("req-7"), logs.function_var.set("users")
+    try:
+        assert logs._sole_handler(logger) is handler  # built directly
+        logs.access(logger, "GET", "/api/v1/users/me", 200, 0.001234)
+        logger.addFilter(lambda record: True)  # anything in the way: the record goes through logging
+        assert logs._sole_handler(logger) is None
+        logs.access(logger, "GET", "/api/v1/users/me", 200, 0.001234)
+    finally:
+        logs.request_id_var.reset(request_token)
+        logs.function_var.reset(function_token)
+    handler.flush()
+    direct, through = (json.loads(line) for line in stream.lines())
+    assert direct.pop("ts")[:4] == through.pop("ts")[:4]
+    assert (
+        direct
+        == through
+        == {
+            "level": "INFO",
+            "logger": logger.name,
+            "function": "users",
+            "message": "request",
+            "request_id": "req-7",
+            "method": "GET",
+            "route": "/api/v1/users/me",
+            "status": 200,
+            "duration_ms": 1.23,
+        }
+    )
+
+
+def test_another_handler_on_the_way_gets_the_access_record(eco2_records: None) -> None:
+    stream = Recorder()
+    logger, handler = eco2_logger(stream)
+    seen: list[logging.LogRecord] = []
+    capture = logging.Handler()
+    capture.emit = seen.append  # type: ignore[method-assign]
+    logger.addHandler(capture)
+    logs.access(logger, "POST", "/api/v1/scan", 202, 0.01)
+    assert [(r.getMessage(), r.route, r.status) for r in seen] == [("request", "/api/v1/scan", 202)]  # type: ignore[attr-defined]
+    handler.flush()
+    assert json.loads(stream.lines()[0])["route"] == "/api/v1/scan"  # and the eco2 handler still writes it
+
+
+def test_no_access_line_below_the_loggers_level(eco2_records: None) -> None:
+    stream = Recorder()
+    logger, handler = eco2_logger(stream)
+    logger.setLevel(logging.WARNING)
+    logs.access(logger, "GET", "/api/v1/users/me", 200, 0.001)
+    handler.flush()
+    assert stream.lines() == []

@@ -115,3 +115,33 @@ def test_allow_expired_skips_only_exp() -> None:
         c.verify(f"{header}.{body}.{sig[:-2]}AA", "access", allow_expired=True)
     with pytest.raises(InvalidToken):  # and the type
         c.verify(expired, "refresh", allow_expired=True)
+
+
+def test_a_token_verified_once_is_checked_again_for_type_and_time() -> None:
+    """The claims are cached with the signature; the type, `exp` and `nbf` are not."""
+    c = codec()
+    now = time.time()
+    issued = c.issue("u1", "access", "kakao", now=now, session_id="s")
+    assert c.verify(issued.token, "access", now=now) == issued.claims  # now cached
+    assert c.verify(issued.token, "access", now=now) == issued.claims
+    with pytest.raises(InvalidToken) as wrong_type:
+        c.verify(issued.token, "refresh", now=now)
+    assert wrong_type.value.code == "INVALID_TOKEN_TYPE"
+    with pytest.raises(ExpiredToken):
+        c.verify(issued.token, "access", now=now + 3600 + 11)
+    with pytest.raises(InvalidToken) as early:
+        c.verify(issued.token, "access", now=now - 60)
+    assert early.value.code == "TOKEN_NOT_YET_VALID"
+    assert c.verify(issued.token, "access", now=now + 3600 + 11, allow_expired=True).sid == "s"
+
+
+def test_a_signed_token_with_bad_claims_is_refused_every_time() -> None:
+    """A payload that fails the claims checks is never cached as verified."""
+    now = int(time.time())
+    claims = {"sub": "u2", "jti": "j", "type": "access", "iat": now, "nbf": now, "exp": now + 60, "aud": "eco2-app"}
+    for payload in ({**claims, "iss": "someone-else"}, {**claims, "iss": "eco2", "exp": "soon"}):
+        token = pyjwt.encode(payload, SECRET, algorithm="HS256")
+        c = codec()
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                c.verify(token, "access")

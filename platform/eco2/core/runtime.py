@@ -22,7 +22,7 @@ from werkzeug.wrappers import Response
 from eco2.core import cors, errors
 from eco2.core.context import Context
 from eco2.core.function import Function, Route
-from eco2.core.logs import function_var, request_id_var
+from eco2.core.logs import access, function_var, request_id_var
 from eco2.core.metrics import Metrics
 from eco2.core.security import ACCESS_COOKIE, bearer
 
@@ -218,16 +218,7 @@ class Runtime:
         if route_label not in _UNLOGGED:
             status = response.status_code
             self.metrics.observe(route_label, request.method, str(status), took)
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "request",
-                    extra={
-                        "method": request.method,
-                        "route": route_label,
-                        "status": status,
-                        "duration_ms": round(took * 1000, 2),
-                    },
-                )
+            access(log, request.method, route_label, status, took)
         request_id_var.reset(token)
         function_var.reset(function_token)
         return response

@@ -19,13 +19,13 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from eco2.core.errors import Unauthorized
 from eco2.core.settings import Settings
 
 TokenType = Literal["access", "refresh"]
-_CACHE_SIZE = 4096  # verified signatures kept per process; claims (exp, type, ...) are re-checked every time
+_CACHE_SIZE = 4096  # verified tokens' claims kept per process; type, exp and nbf are re-checked every time
 _HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 
 
@@ -84,7 +84,7 @@ class TokenCodec:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
-        self._verified: dict[str, dict[str, Any]] = {}  # insertion-ordered; oldest evicted first
+        self._verified: dict[str, TokenClaims] = {}  # insertion-ordered; oldest evicted first
         self._ttl: dict[TokenType, int] = {
             "access": settings.access_token_ttl,
             "refresh": settings.refresh_token_ttl,
@@ -144,17 +144,23 @@ class TokenCodec:
         """Decode and check everything; raises InvalidToken / ExpiredToken (both 401).
         `allow_expired` skips only the `exp` check (logout revokes the session of an expired token)."""
         now = time.time() if now is None else now
-        payload = self._verified.get(token)
-        if payload is None:
-            payload = self._decode(token)
-            self._verified[token] = payload
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._claims(self._decode(token))
+            self._verified[token] = claims
             if len(self._verified) > _CACHE_SIZE:
                 with contextlib.suppress(StopIteration, RuntimeError):  # another thread changed it meanwhile
                     self._verified.pop(next(iter(self._verified)), None)
-        return self._check_claims(payload, expected_type, now, allow_expired)
+        if claims.type != expected_type:
+            raise InvalidToken(f"A {expected_type} token is required here.", "INVALID_TOKEN_TYPE")
+        if claims.exp + self._leeway <= now and not allow_expired:
+            raise ExpiredToken()
+        if claims.nbf - self._leeway > now:
+            raise InvalidToken("The session token is not valid yet.", "TOKEN_NOT_YET_VALID")
+        return claims
 
     def _decode(self, token: str) -> dict[str, Any]:
-        """Signature and structure; the result depends only on the token, so it is cached."""
+        """Signature and structure."""
         if not token or len(token) > 4096 or token.count(".") != 2:
             raise InvalidToken()
         header_b64, body_b64, signature_b64 = token.split(".")
@@ -175,9 +181,10 @@ class TokenCodec:
             raise InvalidToken()
         return payload
 
-    def _check_claims(
-        self, payload: dict[str, Any], expected_type: TokenType, now: float, allow_expired: bool = False
-    ) -> TokenClaims:
+    def _claims(self, payload: dict[str, Any]) -> TokenClaims:
+        """The claims of a signed payload, checked for what depends only on the token (types,
+        issuer, audience): the result is cached with the signature. What depends on the call
+        (the expected type, `exp` and `nbf` against now) is checked on every `verify`."""
         for name in ("sub", "jti", "type", "iss", "aud"):
             if not isinstance(payload.get(name), str | list) or not payload.get(name):
                 raise InvalidToken()
@@ -188,16 +195,10 @@ class TokenCodec:
         audiences = audience if isinstance(audience, list) else [audience]
         if payload["iss"] != self._issuer or self._audience not in audiences:
             raise InvalidToken()
-        if payload["type"] != expected_type:
-            raise InvalidToken(f"A {expected_type} token is required here.", "INVALID_TOKEN_TYPE")
-        if payload["exp"] + self._leeway <= now and not allow_expired:
-            raise ExpiredToken()
-        if payload["nbf"] - self._leeway > now:
-            raise InvalidToken("The session token is not valid yet.", "TOKEN_NOT_YET_VALID")
         return TokenClaims(
             sub=str(payload["sub"]),
             jti=str(payload["jti"]),
-            type=expected_type,
+            type=cast("TokenType", payload["type"]),  # compared with the expected type on every verify
             iat=int(payload["iat"]),
             nbf=int(payload["nbf"]),
             exp=int(payload["exp"]),

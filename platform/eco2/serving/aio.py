@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from eco2.core import errors
 from eco2.core.function import Function
-from eco2.core.logs import function_var, request_id_var
+from eco2.core.logs import access, function_var, request_id_var
 from eco2.core.metrics import Metrics
 from eco2.core.security import ACCESS_COOKIE, bearer
 
@@ -332,15 +332,7 @@ class AsyncRuntime:
         took = time.perf_counter() - started
         if label[0] not in _QUIET:
             self.metrics.observe(label[0], request.method, str(response.status_code), took)
-            log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "route": label[0],
-                    "status": response.status_code,
-                    "duration_ms": round(took * 1000, 2),
-                },
-            )
+            access(log, request.method, label[0], response.status_code, took)
         return response
 
     @staticmethod
