@@ -380,6 +380,37 @@ def test_a_revoked_session_ends_its_stream(start: Callable[..., Streams], store:
     assert again.status == 403 and again.body()["code"] == "TOKEN_REVOKED"
 
 
+def test_streams_are_checked_against_the_local_revocation_view(
+    start: Callable[..., Streams], store: redis.Redis
+) -> None:
+    """The async runtime keeps the local view of the revocation keys the sync one keeps: opening
+    streams costs no MGET, and a revocation written elsewhere is refused within the view's bound."""
+    from tests.integration.test_revocation_view import mgets_naming, wait_current
+
+    streams = start()
+    user, token = streams.token()
+    claims = streams.runtime.clients.tokens.verify(token, "access")
+    job = scan_job(store, user)
+    assert streams.open(f"/api/v1/scan/{job}/events", token).rest(timeout=5)[-1]["event"] == "done"
+    view = streams.runtime.clients.revocation_view()
+    assert view is not None
+    wait_current(view)
+    reloads = view.reloads
+    with mgets_naming(f"blacklist:{claims.jti}") as round_trips:
+        for _ in range(10):
+            assert streams.open(f"/api/v1/scan/{job}/events", token).rest(timeout=5)[-1]["event"] == "done"
+    # the only MGETs allowed are checks during a reload (a FLUSHDB elsewhere on this shared server)
+    assert len(round_trips) <= 2 * (view.reloads - reloads), round_trips
+    store.set(f"blacklist:{claims.jti}", "1", ex=60)  # what logout does, from another client
+    revoked_at = time.monotonic()
+    while True:
+        again = streams.open(f"/api/v1/scan/{job}/events", token)
+        if again.status == 403 or time.monotonic() - revoked_at > view.bound:
+            break
+        again.close()
+    assert again.status == 403 and again.body()["code"] == "TOKEN_REVOKED"
+
+
 def test_an_expired_session_ends_its_stream(start: Callable[..., Streams], store: redis.Redis) -> None:
     streams = start(STREAMS_KEEPALIVE_SECONDS="0.5", JWT_LEEWAY_SECONDS="0")
     user, token = streams.token(ttl=2)  # expires two seconds from now

@@ -358,15 +358,15 @@ _VIEWS_LOCK = threading.Lock()
 
 def revocation_view(redis_client: redis.Redis) -> RevocationView | None:
     """The view kept for this Redis client (created on first use), or None when it cannot have one:
-    not a synchronous redis-py network client (the embedded in-memory one of `eco2 dev`; the async
-    runtime, eco2.serving.aio, keeps its one async MGET per check), or switched off with
-    `ECO2_REVOCATION_VIEW=off`."""
+    not a synchronous redis-py network client (the embedded in-memory one of `eco2 dev`; an async
+    client: the async runtime keeps its view over a synchronous client of its own,
+    `eco2.serving.aio.AsyncClients.revocation_view`), or switched off with `ECO2_REVOCATION_VIEW=off`."""
     view = _VIEWS.get(id(redis_client))
     if view is not None:
         return view
     pool = getattr(redis_client, "connection_pool", None)
     module = getattr(getattr(pool, "connection_class", None), "__module__", "")
-    if not module.startswith("redis.") or module.startswith("redis.asyncio"):  # the async runtime MGETs itself
+    if not module.startswith("redis.") or module.startswith("redis.asyncio"):
         return None
     if os.environ.get("ECO2_REVOCATION_VIEW", "on").lower() in ("off", "0", "false", "no"):
         return None

@@ -10,7 +10,9 @@ contract and the same pure pieces:
   credentials, preflights refused for other origins);
 - `/health/liveness`, `/health/readiness` (pings Redis), `/metrics`, `/openapi.json`;
 - the access token from the `s_access` cookie or `Authorization: Bearer`, checked by
-  `eco2.core.tokens.TokenCodec` and `eco2.core.security`'s revocation rule (one async MGET);
+  `eco2.core.tokens.TokenCodec` and `eco2.core.security`'s revocation rule, against the same
+  local view of the revocation keys the sync runtime keeps (`AsyncClients.revocation_view`), or
+  one async MGET while the view is not current;
 - errors as `{"detail", "code"}` + status from `eco2.core.errors`, anything else a generic 500.
 
 A function opts in by declaring async handlers and a two-line main.py:
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from eco2.core.security import RevocationView
     from eco2.core.settings import Settings
     from eco2.core.tokens import TokenClaims, TokenCodec
 
@@ -109,6 +112,7 @@ class AsyncClients:
         self.max_connections = max_connections
         self._redis: Any = None
         self._tokens: TokenCodec | None = None
+        self._view_client: Any = None  # the revocation view's synchronous client; False: no view here
 
     @property
     def client_name(self) -> str:
@@ -159,6 +163,38 @@ class AsyncClients:
         )
         return aioredis.Redis(connection_pool=connections)
 
+    def revocation_view(self) -> RevocationView | None:
+        """This process's view of the revocation keys (`eco2.core.security.RevocationView`, as the
+        synchronous runtime keeps), over a synchronous client of its own: the view's feed and
+        reloads run in its thread, never on the event loop, and a check reads the copy after a
+        `poll` of the feed's socket (no await, no round trip). Without it each stream's open and
+        each keepalive's session check cost an MGET. None where there is no view: the embedded
+        Redis of `eco2 dev`, `ECO2_REVOCATION_VIEW=off`, a function that does not use Redis."""
+        if self._view_client is None:
+            from eco2.core.embedded import MEMORY_URL
+
+            url = self.settings.redis_url.get()
+            if "redis" not in self.uses or url.startswith(MEMORY_URL):
+                self._view_client = False
+            else:
+                import redis
+
+                pool = redis.BlockingConnectionPool.from_url(  # the view's reloads: one connection at a time
+                    url,
+                    max_connections=1,
+                    timeout=20,
+                    decode_responses=True,
+                    socket_timeout=30,
+                    socket_connect_timeout=3,
+                    client_name=f"{self.client_name}:revocations",
+                )
+                self._view_client = redis.Redis(connection_pool=pool)
+        if self._view_client is False:
+            return None
+        from eco2.core.security import revocation_view
+
+        return revocation_view(self._view_client)
+
     def pool_connections(self) -> int:
         """Connections the pool holds open now."""
         pool = getattr(self._redis, "connection_pool", None)
@@ -205,6 +241,13 @@ class AsyncClients:
         return results
 
     async def aclose(self) -> None:
+        view_client, self._view_client = self._view_client, None
+        if view_client:
+            from eco2.core.security import release_view
+
+            await asyncio.to_thread(release_view, view_client)  # joins the view's thread
+            view_client.close()
+            view_client.connection_pool.disconnect()
         client, self._redis = self._redis, None
         if client is not None:
             await client.aclose()
@@ -373,7 +416,13 @@ class AsyncRuntime:
 
     async def verify(self, token: str) -> TokenClaims:
         claims = self.clients.tokens.verify(token, "access")
-        await ensure_not_revoked(self.clients.redis, claims)
+        view = self.clients.revocation_view()
+        if view is not None and view.current():
+            from eco2.core import security
+
+            security.ensure_not_revoked(view, claims)  # type: ignore[arg-type]  # the view stands in for MGET
+        else:
+            await ensure_not_revoked(self.clients.redis, claims)
         return claims
 
     async def _builtin(self, method: str, path: str) -> Response | None:
