@@ -114,23 +114,41 @@ class JobStore:
         raw, result = pipe.execute()
         return _job(job_id, raw), None if result is None else dict(json.loads(result))
 
-    def append(self, job_id: str, events: list[Pending], final: dict[str, Any] | None = None) -> list[str]:
-        """Append `events` in order, in one transaction (two round trips: the sequence numbers,
-        then the writes); returns their stream entry ids. With `final`, the job's final result is
-        stored and its status set in the same transaction, so it is readable with `done`."""
-        last = int(self.redis.incrby(f"scan:seq:{job_id}", len(events)))
-        pipe = self.redis.pipeline()
-        if final is not None:
-            pipe.set(result_key(job_id), json.dumps(final, ensure_ascii=False), ex=TTL)
-        first = last - len(events) + 1
-        for seq, e in enumerate(events, start=first):
-            self._append(pipe, job_id, e.stage, e.status, seq, e.result, e.ts)
-        if final is not None:  # after the events: each of them sets the job "processing"
-            pipe.hset(job_key(job_id), mapping={"status": final["status"]})
-        pipe.expire(f"scan:seq:{job_id}", TTL)
-        replies = pipe.execute()
-        offset = 1 if final is not None else 0
-        return [str(replies[offset + 3 * i]) for i in range(len(events))]  # each event queued 3 commands
+    def append(self, job_id: str, events: list[Pending], final: dict[str, Any] | None = None) -> list[str] | None:
+        """Append `events` in order, in one transaction; returns their stream entry ids. With
+        `final`, the job's final result is stored and its status set in the same transaction, so
+        it is readable with `done`.
+
+        Nothing is written once the job has its final result (None is returned): the first result
+        stands. A job failed by its dead-letter sink while a slow try was still running, or two
+        tries of one job, would otherwise add events after `done`, set the job "processing" again
+        or replace the result the user was shown. Optimistic (WATCH on the result and the sequence
+        counter): three round trips, retried when another writer of the same job got in between."""
+        import redis as redis_lib
+
+        seq_key = f"scan:seq:{job_id}"
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(result_key(job_id), seq_key)
+                    done, current = pipe.mget(result_key(job_id), seq_key)
+                    if done is not None:
+                        pipe.unwatch()
+                        return None
+                    first = int(current or 0) + 1
+                    pipe.multi()
+                    if final is not None:
+                        pipe.set(result_key(job_id), json.dumps(final, ensure_ascii=False), ex=TTL)
+                    for seq, e in enumerate(events, start=first):
+                        self._append(pipe, job_id, e.stage, e.status, seq, e.result, e.ts)
+                    if final is not None:  # after the events: each of them sets the job "processing"
+                        pipe.hset(job_key(job_id), mapping={"status": final["status"]})
+                    pipe.set(seq_key, first + len(events) - 1, ex=TTL)
+                    replies = pipe.execute()
+                except redis_lib.WatchError:
+                    continue
+                offset = 1 if final is not None else 0
+                return [str(replies[offset + 3 * i]) for i in range(len(events))]  # each event queued 3 commands
 
     def progress(self, job_id: str) -> JobProgress:
         return JobProgress(self, job_id)
@@ -145,8 +163,8 @@ class JobStore:
         progress = self.progress(job_id)
         if job.current_stage not in ("queued", "done"):
             progress.event(job.current_stage, "failed")
-        progress.finish(failed_result(job_id, error))
-        return True
+        result = failed_result(job_id, error)
+        return progress.finish(result) is result  # else a try finished in between, and its result stands
 
     @staticmethod
     def _append(
@@ -212,7 +230,13 @@ class JobProgress:
             self.store.append(self.job_id, self._pending)
             self._pending = []
 
-    def finish(self, result: dict[str, Any]) -> None:
+    def finish(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Write `result` with `done`, and return the job's final result: `result`, or the one
+        already stored (the first result stands, `JobStore.append`)."""
         done: StageStatus = "completed" if result["status"] == "completed" else "failed"
-        self.store.append(self.job_id, [*self._pending, Pending("done", done, _now(), result)], final=result)
+        written = self.store.append(self.job_id, [*self._pending, Pending("done", done, _now(), result)], final=result)
         self._pending = []
+        if written is not None:
+            return result
+        stored = self.store.result(self.job_id)
+        return result if stored is None else stored  # None: expired meanwhile

@@ -168,7 +168,9 @@ class Progress(Protocol):
 
     def flush(self) -> None: ...
 
-    def finish(self, result: dict[str, Any]) -> None: ...
+    def finish(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Write the result with `done`; returns the job's final result (an earlier one stands)."""
+        ...
 
 
 def run(
@@ -196,9 +198,7 @@ def run(
         progress.event("reward", "completed")
     except LLMError as exc:
         progress.event(stage, "failed")
-        result = failed_result(job_id, str(exc))
-        progress.finish(result)
-        return result
+        return progress.finish(failed_result(job_id, str(exc)))
     notes = [n for n in (vision.note, answer_note) if n]
     reward = None
     if character is not None:
@@ -226,5 +226,4 @@ def run(
         "reward": reward,
         "error": None,
     }
-    progress.finish(result)
-    return result
+    return progress.finish(result)

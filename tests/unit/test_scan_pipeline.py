@@ -171,11 +171,12 @@ class FakeProgress:
             self.written.append(self._pending)
             self._pending = []
 
-    def finish(self, result: dict[str, object]) -> None:
+    def finish(self, result: dict[str, object]) -> dict[str, object]:
         self.events.append(("done", str(result["status"])))
         self.written.append([*self._pending, ("done", str(result["status"]))])
         self._pending = []
         self.results.append(result)
+        return result
 
 
 def _offline() -> LLM:
