@@ -33,6 +33,7 @@ from functions.common.chatjobs import ChatJobs
 from functions.common.scanjobs import JobStore
 from functions.common.uploads import ConfirmedUpload, ConfirmedUploads
 from functions.scan.service import UNDELIVERED
+from tests.integration.test_scan_jobs import completed
 from tests.support.servers import Served, serve_function
 from tests.support.sink import EventSink
 from tests.support.waiting import wait_for
@@ -163,14 +164,7 @@ def test_only_a_dead_letter_reaches_the_handler_and_a_finished_job_keeps_its_res
     assert plain.status_code == 400 and plain.json["code"] == "NOT_A_DEAD_LETTER"
     assert store.result(job_id) is None
 
-    done = {
-        "task_id": job_id,
-        "status": "completed",
-        "message": "ok",
-        "pipeline_result": {},
-        "reward": None,
-        "error": None,
-    }
+    done = completed(job_id)
     store.progress(job_id).finish(done)  # a retry got through after all
     dead = {"knativeerrordest": "http://scan-worker.eco2.svc.cluster.local", "knativeerrorcode": "503"}
     assert scan.client.cloudevent(SCAN_REQUESTED, data, source="/eco2/scan", extensions=dead).status_code == 200
