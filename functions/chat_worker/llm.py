@@ -67,11 +67,12 @@ class ChatLLM:
                 chunks = self.client.with_options(timeout=self.timeout).chat.completions.create(
                     model=model, messages=messages, stream=True, temperature=0.3, max_tokens=max_tokens
                 )
-                for chunk in chunks:
-                    delta = chunk.choices[0].delta.content if chunk.choices else None
-                    if delta:
-                        sent = True
-                        yield delta
+                with chunks:  # closed (the HTTP response too) when the caller stops early
+                    for chunk in chunks:
+                        delta = chunk.choices[0].delta.content if chunk.choices else None
+                        if delta:
+                            sent = True
+                            yield delta
                 return
             except self._retryable() as exc:
                 if sent:

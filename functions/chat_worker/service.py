@@ -1,6 +1,8 @@
 """Answering one chat job, free of CloudEvent headers: context → (photo) → streamed answer →
 stored exchange → `done`. Exactly one answer per job: the job's lease keeps a concurrent delivery
-out, the stored messages (unique per job and role) make a redelivery replay the same `done`."""
+out, the stored messages (unique per job and role) make a redelivery replay the same `done`. A try
+still running when its job ended (failed by the dead-letter sink) stops at its next write: the job
+store writes nothing after the first terminal event (functions/common/chatjobs.py)."""
 
 from __future__ import annotations
 
@@ -57,6 +59,16 @@ class Stored:
 Locate = Callable[[float, float], list[grounding.Center] | None]
 
 
+class JobEnded(Exception):
+    """The job ended (or expired) while this try was answering it: a write was refused."""
+
+
+def _written(entry_id: str | None) -> str:
+    if entry_id is None:
+        raise JobEnded
+    return entry_id
+
+
 def answer(
     session: Session,
     jobs: ChatJobs,
@@ -98,6 +110,9 @@ def answer(
     except ChatLLMError as exc:
         _fail(jobs, job_id, exc.code, str(exc))
         return None
+    except JobEnded:
+        log.warning("chat job ended while this try answered it; stopped", extra={"job_id": job_id})
+        return None
     finally:
         jobs.release(job_id)
 
@@ -112,7 +127,8 @@ def _run(
     sleep: Callable[[float], None],
 ) -> Stored | None:
     job_id = request.job_id
-    jobs.set_status(job_id, "streaming")
+    if not jobs.streaming(job_id):
+        raise JobEnded
     try:
         chat = session.get(Conversation, uuid.UUID(request.chat_id))
     except ValueError:  # not an id chat gives out: answering cannot succeed, retrying neither
@@ -120,12 +136,12 @@ def _run(
     if chat is None or str(chat.user_id) != request.user_id:
         _fail(jobs, job_id, "CHAT_NOT_FOUND", "대화를 찾을 수 없어요.")
         return None
-    jobs.stage(job_id, "context", "started")
+    _written(jobs.stage(job_id, "context", "started"))
     history = recent(session, chat.id, config.chat_history_messages)
     session.commit()  # no transaction (and no pooled connection) held while the model streams
     g = ground(request, llm, config, locate, jobs)
-    jobs.stage(job_id, "context", "completed")
-    jobs.stage(job_id, "answer", "started")
+    _written(jobs.stage(job_id, "context", "completed"))
+    _written(jobs.stage(job_id, "answer", "started"))
     model = request.model if request.model in config.models else config.models[0]
     if llm.offline:
         pieces: Iterator[str] = offline_pieces(offline_answer(g, bool(request.image_url)), config, sleep)
@@ -133,12 +149,12 @@ def _run(
         pieces = llm.stream(model, prompt(g, history, request.message), config.chat_max_tokens)
     parts: list[str] = []
     for seq, piece in enumerate(pieces, start=1):
-        jobs.token(job_id, piece, seq)
+        _written(jobs.token(job_id, piece, seq))  # a job failed meanwhile: stop listening to the model
         parts.append(piece)
     text = "".join(parts).strip()
     if not text:
         raise ChatLLMError("AI 모델이 빈 답을 보냈어요. 다시 질문해 주세요.", "EMPTY_ANSWER")
-    jobs.stage(job_id, "answer", "completed")
+    _written(jobs.stage(job_id, "answer", "completed"))  # nothing stored for a job that failed meanwhile
     result = persist(session, request, text, g.item)
     _ensure_done(jobs, job_id, result)
     return result
@@ -152,9 +168,9 @@ def ground(
         if llm.offline:
             g.notes.append("[사진] 오프라인이라 사진은 보지 못함: 설명한 글로만 답함.")
         else:
-            jobs.stage(request.job_id, "vision", "started")
+            _written(jobs.stage(request.job_id, "vision", "started"))
             seen = llm.classify(request.image_url, request.message)
-            jobs.stage(request.job_id, "vision", "completed")
+            _written(jobs.stage(request.job_id, "vision", "completed"))
             if seen is not None and not seen.unclassified:
                 g.photo = f"{seen.major} > {seen.middle}" + (f" ({seen.minor})" if seen.minor else "")
                 g.item = g.item or seen
@@ -310,12 +326,11 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _ensure_done(jobs: ChatJobs, job_id: str, result: Stored) -> None:
-    if not any(e.event in TERMINAL for e in jobs.entries(job_id)):
-        jobs.append(job_id, "done", result.done())
-    jobs.set_status(job_id, "completed")
+    """`done` with the stored exchange, unless the job has ended already (a replay, or a job the
+    dead-letter sink failed just before the exchange was stored: its `error` stands)."""
+    jobs.append(job_id, "done", result.done())
 
 
 def _fail(jobs: ChatJobs, job_id: str, code: str, message: str) -> None:
-    log.warning("chat job failed", extra={"job_id": job_id, "code": code})
-    jobs.set_status(job_id, "failed")
-    jobs.append(job_id, "error", {"error": code, "message": message})
+    if jobs.append(job_id, "error", {"error": code, "message": message}) is not None:
+        log.warning("chat job failed", extra={"job_id": job_id, "code": code})

@@ -13,6 +13,12 @@ Per job (kept one hour):
                       The SSE `id:` of an event is its entry id. A job's stream ends with `done` or `error`.
 - `chat:lease:{id}`   held by the worker answering the job (no second answer while it runs)
 
+Writing: the first terminal event stands. Every write after `create` is one server-side script that
+writes nothing once the job has ended (status completed or failed) or is gone, and a terminal event
+sets the final status in the same step. So a try that outlives its delivery (the dead-letter sink
+failed the job meanwhile) stops at its next write instead of adding tokens after `error`, and
+`done` and `error` can never both end one stream.
+
 Reading (the same rules for every reader; the pure functions below carry them):
 - `Last-Event-ID` that names an entry of the stream: send every entry after it, nothing else.
 - no usable id (first connect, or a reconnect that lost it): send `token_recovery`
@@ -36,7 +42,6 @@ TTL = 3600
 KEEPALIVE_SECONDS = 15
 STREAM_LIMIT_SECONDS = 600
 TERMINAL = ("done", "error")
-STATUSES = ("submitted", "streaming", "completed", "failed")
 
 
 def job_key(job_id: str) -> str:
@@ -122,9 +127,25 @@ def opening(entries: list[Entry], last_event_id: str | None) -> tuple[list[str],
 # -- the store ---------------------------------------------------------------------------------------
 
 
+# KEYS: the job hash, its stream. ARGV: event ("" for none), data, status to set ("" for none), TTL
+# of the stream ("" to leave it). Nothing is written to a job that has ended or is gone.
+_WRITE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'completed' or status == 'failed' then return false end
+local id = 'ok'
+if ARGV[1] ~= '' then
+  id = redis.call('XADD', KEYS[2], '*', 'event', ARGV[1], 'data', ARGV[2])
+  if ARGV[4] ~= '' then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'status', ARGV[3]) end
+return id
+"""
+
+
 class ChatJobs:
     def __init__(self, client: redis.Redis) -> None:
         self.redis: Any = client  # decode_responses=True: str in, str out
+        self._write = client.register_script(_WRITE)  # EVALSHA, loaded again after a Redis restart
 
     def create(self, job_id: str, user_id: str, chat_id: str) -> None:
         """The job, `submitted`, with its first stage event (`queued`)."""
@@ -143,19 +164,14 @@ class ChatJobs:
     def delete(self, job_id: str) -> None:
         self.redis.delete(job_key(job_id), stream_key(job_id), lease_key(job_id))
 
-    def set_status(self, job_id: str, status: str) -> None:
-        assert status in STATUSES
-        self.redis.hset(job_key(job_id), "status", status)
+    def streaming(self, job_id: str) -> bool:
+        """Status `streaming` (a worker took the job); False when it has ended or is gone."""
+        return self._run(job_id, "", "", "streaming", "") is not None
 
     def fail_unfinished(self, job_id: str, code: str, message: str) -> bool:
         """End a job that has not ended with `error` {code, message} (status failed). False when
         it is gone or already ended (completed or failed)."""
-        job = self.get(job_id)
-        if job is None or job.status in ("completed", "failed"):
-            return False
-        self.set_status(job_id, "failed")
-        self.append(job_id, "error", {"error": code, "message": message})
-        return True
+        return self.append(job_id, "error", {"error": code, "message": message}) is not None
 
     def lease(self, job_id: str, holder: str, seconds: int) -> bool:
         return bool(self.redis.set(lease_key(job_id), holder, ex=seconds, nx=True))
@@ -163,24 +179,23 @@ class ChatJobs:
     def release(self, job_id: str) -> None:
         self.redis.delete(lease_key(job_id))
 
-    def append(self, job_id: str, event: str, data: dict[str, Any]) -> str:
-        """One event (entry) on the job's stream; returns its id."""
-        pipe = self.redis.pipeline()
-        pipe.xadd(stream_key(job_id), {"event": event, "data": json.dumps(data, ensure_ascii=False)})
-        pipe.expire(stream_key(job_id), TTL)
-        return str(pipe.execute()[0])
+    def append(self, job_id: str, event: str, data: dict[str, Any]) -> str | None:
+        """One event (entry) on the job's stream; returns its id, or None when the job has ended or
+        is gone (nothing written). `done` ends the job as completed, `error` as failed."""
+        status = {"done": "completed", "error": "failed"}.get(event, "")
+        return self._run(job_id, event, json.dumps(data, ensure_ascii=False), status, str(TTL))
 
-    def stage(self, job_id: str, stage: str, status: str) -> str:
+    def stage(self, job_id: str, stage: str, status: str) -> str | None:
         ts = datetime.now(UTC).isoformat()
         return self.append(job_id, stage, {"job_id": job_id, "stage": stage, "status": status, "ts": ts})
 
-    def token(self, job_id: str, content: str, seq: int) -> str:
+    def token(self, job_id: str, content: str, seq: int) -> str | None:
         # one round trip per token, no EXPIRE: the stream's TTL was set by the stage events before it
-        return str(
-            self.redis.xadd(
-                stream_key(job_id), {"event": "token", "data": json.dumps({"content": content, "seq": seq})}
-            )
-        )
+        return self._run(job_id, "token", json.dumps({"content": content, "seq": seq}), "", "")
+
+    def _run(self, job_id: str, event: str, data: str, status: str, ttl: str) -> str | None:
+        written = self._write(keys=[job_key(job_id), stream_key(job_id)], args=[event, data, status, ttl])
+        return None if written is None else str(written)
 
     def entries(self, job_id: str) -> list[Entry]:
         return [Entry(str(i), f["event"], f["data"]) for i, f in self.redis.xrange(stream_key(job_id))]

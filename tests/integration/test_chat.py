@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from eco2.serving.testing import FunctionClient
 from eventing.catalogue import CHAT_COMPLETED, CHAT_REQUESTED
+from functions.common.chatjobs import ChatJobs
 from functions.common.conversations import Conversation, Message
 from functions.common.models import User
 from tests.support.llm_server import LLMServer
@@ -607,6 +608,45 @@ def test_a_model_that_keeps_failing_ends_in_a_readable_error(
     assert chat.get(f"/api/v1/chat/{chat_id}", headers=headers).json["messages"] == []  # nothing half-stored
     assert deliver(worker, sink, job, event_id=uuid.uuid4().hex).status_code == 200
     assert llm.calls("chat") == 3  # a failed job is not answered again
+
+
+def test_a_try_still_answering_when_its_job_fails_stops_and_stores_nothing(
+    chat: FunctionClient, worker: FunctionClient, sink: EventSink, llm: LLMServer
+) -> None:
+    """The dead-letter sink (chat) fails a job while a try that outlived its delivery still streams
+    the answer: that try stops at its next token, stores no messages and sends no reply event; the
+    stream ends with the sink's `error` and nothing after it."""
+    llm.script.token_interval = 0.1
+    _, headers = new_user(chat)
+    chat_id = new_chat(chat, headers)
+    job = send(chat, headers, chat_id, message="우유팩은 어떻게 버려?")["job_id"]
+    replies: list[Any] = []
+    running = threading.Thread(target=lambda: replies.append(deliver(worker, sink, job)))
+    running.start()
+    jobs = ChatJobs(worker.runtime.clients.redis)
+    deadline = time.monotonic() + 10
+    while sum(e.event == "token" for e in jobs.entries(job)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    event = requested(sink, job)
+    worker_url = "http://chat-worker.eco2.svc.cluster.local"  # where the Trigger had delivered it
+    dead_letter = chat.cloudevent(
+        CHAT_REQUESTED,
+        event["data"],
+        source=event["attributes"]["source"],
+        extensions={"knativeerrordest": worker_url, "knativeerrorcode": "504"},
+    )
+    running.join(10)
+    assert dead_letter.status_code in (200, 202, 204)
+    [reply] = replies
+    assert reply.status_code == 200 and "ce-type" not in reply.headers  # no chat.message.completed
+    entries = jobs.entries(job)
+    assert entries[-1].event == "error" and entries[-1].json()["error"] == "ANSWER_UNAVAILABLE"
+    assert [e.event for e in entries].count("error") == 1 and "done" not in [e.event for e in entries]
+    assert 2 <= sum(e.event == "token" for e in entries) < len(ANSWER)  # it stopped listening to the model
+    job_state = jobs.get(job)
+    assert job_state is not None and job_state.status == "failed"
+    assert chat.get(f"/api/v1/chat/{chat_id}", headers=headers).json["messages"] == []  # nothing stored
+    assert sse(chat, job, headers)[-1]["event"] == "error"
 
 
 def test_a_stream_cut_in_the_middle_ends_in_an_error(
