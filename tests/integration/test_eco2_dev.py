@@ -156,5 +156,19 @@ def test_embedded_defaults_need_no_services(tmp_path: Path) -> None:
         assert "embedded SQLite" in banner and "embedded in-process Redis" in banner
         session = sign_in(base, provider="google", nickname="newcomer")
         assert session.get(f"{base}/api/v1/users/me", timeout=10).json()["username"] == "newcomer"
+        # the agent page on the in-process Redis and broker (no model key: the offline answer streams)
+        chat_id = session.post(f"{base}/api/v1/chat", timeout=10).json()["id"]
+        sent = session.post(
+            f"{base}/api/v1/chat/{chat_id}/messages", json={"message": "페트병은 어떻게 버려?"}, timeout=10
+        )
+        assert sent.status_code == 200, sent.text
+        events = []
+        with session.get(base + sent.json()["stream_url"], stream=True, timeout=60) as response:
+            for line in response.iter_lines(decode_unicode=True):
+                if line.startswith("event: "):
+                    events.append(line[len("event: ") :])
+                    if events[-1] in ("done", "error"):
+                        break
+        assert events[0] == "token_recovery" and "token" in events and events[-1] == "done", events
     finally:
         stop(proc)
