@@ -4,7 +4,9 @@ in the same run by a hand-written minimal program doing the same work with the s
 1. cold start: process start -> first 200 on /health/readiness, median of 5 (`--quick`: 3), each
    function vs a bare functions-framework hello; and process start -> first 200 on a real
    authenticated `GET /api/v1/users/me` vs the plain function (_baseline/users_me.py: PyJWT, the
-   same Redis revocation keys, the same row through a psycopg pool); the `-X importtime` top 10;
+   same Redis revocation keys, the same row through a psycopg pool); the `-X importtime` top 10
+   (users to that 200, scan-worker to readiness); the functions that call the model get a key and
+   a local stand-in (llm_standin.py), so their start builds the openai client as deployed;
 2. a no-I/O route through the framework (auth with the real Redis revocation check, metrics and
    JSON logs on) vs the bare hello: req/s, p50, p99;
 3. GET /api/v1/users/me on real PostgreSQL + Redis vs the plain function: req/s at 10 and 50 in
@@ -198,8 +200,10 @@ def median_start(
     return load.median(times)
 
 
-def import_times(cmd: list[str], env: dict[str, str], path: str, headers: dict[str, str], top: int = 10) -> None:
-    """`python -X importtime` of the users function until its first authenticated 200: top modules."""
+def import_times(
+    cmd: list[str], env: dict[str, str], path: str, headers: dict[str, str] | None, label: str, top: int = 10
+) -> None:
+    """`python -X importtime` of a function until its first 200 on `path`: top modules."""
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1", "PYTHONPROFILEIMPORTTIME": "1"}
     proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
@@ -215,7 +219,7 @@ def import_times(cmd: list[str], env: dict[str, str], path: str, headers: dict[s
         _, self_us, cumulative, name = line.replace("import time:", "|").split("|")
         rows.append((int(cumulative), int(self_us), name[1:].rstrip()))  # indented by depth below the top level
     total = sum(c for c, _, n in rows if not n.startswith(" "))
-    print(f"   -X importtime, users to its first authenticated 200: {total / 1000:.0f} ms importing; top {top}:")
+    print(f"   -X importtime, {label}: {total / 1000:.0f} ms importing; top {top}:")
     print(f"     {'cumulative':>10} {'self':>8}  module (top-level imports)")
     for cumulative, self_us, name in sorted((r for r in rows if not r[2].startswith(" ")), reverse=True)[:top]:
         print(f"     {cumulative / 1000:8.1f}ms {self_us / 1000:6.1f}ms  {name}")
@@ -289,7 +293,8 @@ def cold_starts(env: dict[str, str], runs: int, token: str) -> dict[str, float]:
         f"{users_src / figures['users/me']:4.2f}x with; plain {plain_src * 1000:.0f} ms = "
         f"{plain_src / figures['baseline users/me']:4.2f}x with"
     )
-    import_times(eco2_cmd("users", 0), env, "/api/v1/users/me", headers)
+    import_times(eco2_cmd("users", 0), env, "/api/v1/users/me", headers, "users to its first authenticated 200")
+    import_times(eco2_cmd("scan-worker", 0), env, "/health/readiness", None, "scan-worker to readiness", top=8)
     return figures
 
 
@@ -409,7 +414,7 @@ def main() -> None:
         "ECO2_BROKER": "bench",
     }
     charts: dict[str, dict[str, float]] = {}
-    s3 = None
+    s3 = llm = None
     try:
         if args.only in (None, "cold"):  # the images function's readiness asks S3 for its bucket
             sys.path.insert(0, str(ROOT))
@@ -417,6 +422,12 @@ def main() -> None:
 
             s3 = start_s3_server()
             env.update(s3.env())
+            # scan-worker and chat-worker as deployed: with a model key their start builds the
+            # openai client and readiness asks the model service for its models (a stand-in here)
+            standin = [sys.executable, str(Path(__file__).parent / "llm_standin.py"), "0", "0"]
+            llm = subprocess.Popen(standin, stdout=subprocess.PIPE, text=True)
+            assert llm.stdout is not None
+            env.update(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=llm.stdout.readline().split()[0])
         _, token = bench_user(env)
         if args.only in (None, "cold"):
             charts["cold start (s)"] = cold_starts(env, runs, token)
@@ -430,6 +441,9 @@ def main() -> None:
         drop(url)
         if s3 is not None:
             s3.stop()
+        if llm is not None:
+            llm.terminate()
+            llm.wait(10)
     if args.chart:
         import charts as charting
 
