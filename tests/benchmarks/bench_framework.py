@@ -206,14 +206,18 @@ def import_times(
     """`python -X importtime` of a function until its first 200 on `path`: top modules."""
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1", "PYTHONPROFILEIMPORTTIME": "1"}
-    proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-    try:
-        wait_ready(port, path, proc, headers=headers)
-    finally:
-        stop(proc)
-    assert proc.stderr is not None
+    import tempfile
+
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: thousands of lines would fill a pipe and block
+        proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+        try:
+            wait_ready(port, path, proc, headers=headers)
+        finally:
+            stop(proc)
+        err.seek(0)
+        output = err.read().decode(errors="replace")
     rows = []
-    for line in proc.stderr.read().decode(errors="replace").splitlines():
+    for line in output.splitlines():
         if not line.startswith("import time:") or "[us]" in line:
             continue
         _, self_us, cumulative, name = line.replace("import time:", "|").split("|")
