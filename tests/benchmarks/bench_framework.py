@@ -6,7 +6,8 @@ in the same run by a hand-written minimal program doing the same work with the s
    authenticated `GET /api/v1/users/me` vs the plain function (_baseline/users_me.py: PyJWT, the
    same Redis revocation keys, the same row through a psycopg pool); the `-X importtime` top 10
    (users to that 200, scan-worker to readiness); the functions that call the model get a key and
-   a local stand-in (llm_standin.py), so their start builds the openai client as deployed;
+   the local stand-in (tests/support/llm_server.py), so their start builds the openai client as
+   deployed;
 2. a no-I/O route through the framework (auth with the real Redis revocation check, metrics and
    JSON logs on) vs the bare hello: req/s, p50, p99;
 3. GET /api/v1/users/me on real PostgreSQL + Redis vs the plain function: req/s at 10 and 50 in
@@ -428,10 +429,10 @@ def main() -> None:
             env.update(s3.env())
             # scan-worker and chat-worker as deployed: with a model key their start builds the
             # openai client and readiness asks the model service for its models (a stand-in here)
-            standin = [sys.executable, str(Path(__file__).parent / "llm_standin.py"), "0", "0"]
-            llm = subprocess.Popen(standin, stdout=subprocess.PIPE, text=True)
-            assert llm.stdout is not None
-            env.update(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=llm.stdout.readline().split()[0])
+            from tests.support.llm_server import LLMServer
+
+            llm = LLMServer()
+            env.update(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=llm.base_url)
         _, token = bench_user(env)
         if args.only in (None, "cold"):
             charts["cold start (s)"] = cold_starts(env, runs, token)
@@ -446,8 +447,7 @@ def main() -> None:
         if s3 is not None:
             s3.stop()
         if llm is not None:
-            llm.terminate()
-            llm.wait(10)
+            llm.close()
     if args.chart:
         import charts as charting
 

@@ -249,12 +249,11 @@ class LLM:
     """The LLM stand-in (tests/support/llm_server.py) in a process of its own, as the real model is
     remote: its fixed delays do not wait for the benchmark's 200 client threads (one GIL)."""
 
-    def __init__(self, logs: Path, full: bool = False) -> None:
+    def __init__(self, logs: Path) -> None:
         self.log = logs / "llm.log"
-        light = [sys.executable, str(HERE / "llm_standin.py"), str(VISION), str(ANSWER)]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, __file__, "--serve-llm"] if full else light,
+                [sys.executable, __file__, "--serve-llm"],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
                 stderr=out,
@@ -684,11 +683,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scans", type=int, default=200)
     parser.add_argument("--serve-llm", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--full-llm",
-        action="store_true",
-        help="the test suite's LLM stand-in (werkzeug, ~0.9 ms of CPU per call) instead of llm_standin.py (~0.35 ms)",
-    )
     parser.add_argument("--mode", choices=("both", "deployed", "dev"), default="both")
     parser.add_argument("--chart", action="store_true", help="write a PNG chart into tests/benchmarks/results/")
     parser.add_argument(
@@ -704,7 +698,7 @@ def main() -> None:
     modes = ("deployed", "dev") if args.mode == "both" else (args.mode,)
     results: dict[str, dict[str, float]] = {}
     logs = Path(tempfile.mkdtemp(prefix="bench-scan-"))
-    llm = LLM(logs, full=args.full_llm)
+    llm = LLM(logs)
     db_url = database()
     try:
         with interrupted_on_sigterm():
