@@ -429,8 +429,11 @@ def main() -> None:
             env.update(s3.env())
             # scan-worker and chat-worker as deployed: with a model key their start builds the
             # openai client and readiness asks the model service for its models (a stand-in here)
+            import logging
+
             from tests.support.llm_server import LLMServer
 
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per readiness check
             llm = LLMServer()
             env.update(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=llm.base_url)
         _, token = bench_user(env)
