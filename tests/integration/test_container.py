@@ -16,6 +16,7 @@ from pathlib import Path
 import redis as redis_lib
 import requests
 
+from eco2.serving.server import GC_THRESHOLD
 from tests.integration.test_eco2_dev import free_port
 
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
@@ -144,6 +145,7 @@ def test_workers_and_threads_each_worker_builds_its_own_clients(redis_url: str, 
         # off for the start (eco2.serving.server.gunicorn_options), on again once the worker is
         # ready, with what the start built frozen out of its way
         assert answer["gc_enabled"] == 1 and answer["gc_frozen"] > 10_000, answer
+        assert answer["gc_threshold"] == GC_THRESHOLD[0], answer  # not CPython's 700
     for pid in pids:
         assert overlap(pid) == 2, (pid, overlap(pid))  # THREADS: two at once, never more
         assert len({a["thread"] for a in answers if a["pid"] == pid}) >= 2

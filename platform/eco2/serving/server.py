@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 
 _env_lock = threading.Lock()
 
+# The collector's thresholds once a worker is ready: the first raised from CPython's 700 to 10,000.
+# A function holds many long-lived objects (a streams process: every open stream's task, queue and
+# buffers), and at 700 young objects per collection the older generations were collected so often
+# that a full collection stopped the process for up to 79 ms (streams, 1,000 streams at 5 tokens/s:
+# 24 full and 236 middle collections in 30 s, 2.2 s in all). At 10,000 the same run had one full
+# collection of 1 ms; p99 added latency 82 -> 17 ms, CPU 60 -> 57 % of a core, RSS unchanged
+# (tests/benchmarks/bench_streams.py; tests/benchmarks/README.md, sixth pass). Cyclic garbage waits
+# for at most 10,000 new objects before it is found.
+GC_THRESHOLD = (10_000, 10, 10)
+
 
 @contextmanager
 def patched_environ(env: Mapping[str, str]) -> Iterator[None]:
@@ -158,8 +168,8 @@ def gunicorn_options(runtime: Runtime) -> dict[str, Any]:
     collection on the way walked all of them again, in the worker also copying the pages the
     arbiter shares with it. The worker turns it back on once its clients are built, with
     everything built so far frozen out of its way (gc.freeze, as the gc docs advise for a
-    forking server). tests/benchmarks/bench_framework.py (cold start): scan-worker's readiness
-    305 -> 224 ms, users' first authenticated 200 534 -> 388 ms."""
+    forking server), and at GC_THRESHOLD. tests/benchmarks/bench_framework.py (cold start):
+    scan-worker's readiness 305 -> 224 ms, users' first authenticated 200 534 -> 388 ms."""
     settings = runtime.settings
 
     def pre_fork(_server: Any, _worker: Any) -> None:  # in the arbiter, before each fork
@@ -171,6 +181,7 @@ def gunicorn_options(runtime: Runtime) -> dict[str, Any]:
 
     def post_worker_init(_worker: Any) -> None:
         runtime.start()  # freezes what it built
+        gc.set_threshold(*GC_THRESHOLD)
         gc.enable()
 
     def worker_exit(_server: Any, _worker: Any) -> None:
