@@ -356,6 +356,11 @@ def run(root: Path, host: str, port: int, out: Callable[[str], None] = print) ->
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
+    import gc
+
+    from eco2.serving.server import GC_THRESHOLD
+
+    gc.set_threshold(*GC_THRESHOLD)  # as a function's container does once it is ready
     try:
         server.serve_forever()
     except KeyboardInterrupt:
