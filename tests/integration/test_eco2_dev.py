@@ -30,12 +30,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_dev(env: dict[str, str], tmp: Path) -> tuple[subprocess.Popen[str], str]:
+def start_dev(env: dict[str, str], tmp: Path, root: Path = ROOT) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     log = (tmp / "dev.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "eco2.tooling.cli", "dev", "--port", str(port)],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -172,3 +172,18 @@ def test_embedded_defaults_need_no_services(tmp_path: Path) -> None:
         assert events[0] == "token_recovery" and "token" in events and events[-1] == "done", events
     finally:
         stop(proc)
+
+
+def test_dev_runs_the_collector_as_a_container_does(tmp_path: Path) -> None:
+    """eco2 dev (the demo project, embedded defaults): a function answering from inside the process
+    sees the collector on, the start-up's objects frozen, and the containers' threshold."""
+    from eco2.serving.server import GC_THRESHOLD
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "K_SINK")}
+    env["ECO2_DEV_DATA"] = str(tmp_path / "data")
+    proc, base = start_dev(env, tmp_path, ROOT / "tests" / "fixtures" / "demo")
+    try:
+        answer = requests.get(f"{base}/api/v1/echo/whoami?seconds=0", timeout=10).json()
+    finally:
+        stop(proc)
+    assert answer["gc_enabled"] == 1 and answer["gc_threshold"] == GC_THRESHOLD[0], answer
