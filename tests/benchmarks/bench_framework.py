@@ -428,7 +428,7 @@ def main() -> None:
             s3 = start_s3_server()
             env.update(s3.env())
             # scan-worker and chat-worker as deployed: with a model key their start builds the
-            # openai client and readiness asks the model service for its models (a stand-in here)
+            # openai client (its calls would go to the stand-in; readiness does not reach it)
             import logging
 
             from tests.support.llm_server import LLMServer

@@ -6,7 +6,7 @@ shared ones keep serving everyone else."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from tests.support.private_servers import (
     PrivateRedis,
     PrivateS3,
     PrivateServer,
+    free_port,
     start,
 )
 
@@ -92,3 +93,19 @@ def test_readiness_is_503_while_a_backend_is_down_and_200_once_it_is_back(
             servers[use].start()
         took = wait_ready(client, 15)
         assert took < 15
+
+
+@pytest.mark.parametrize("function", ["scan-worker", "chat-worker"])
+def test_the_model_functions_are_ready_without_reaching_the_model_provider(
+    function: str, function_client: Callable[..., FunctionClient]
+) -> None:
+    """The model provider is a third party's service, not one of the project's backends: readiness
+    builds its client and stops there (`eco2.serving.clients.Clients._ping`). Its address here is
+    a port nothing listens on, so a readiness check that reached it would answer 503."""
+    nothing_there = free_port()  # bound and released at once
+    client = function_client(
+        function, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=f"http://127.0.0.1:{nothing_there}/v1"
+    )
+    for _ in range(3):
+        status, checks = readiness(client)
+        assert status == 200 and checks["openai"] == "ok", checks

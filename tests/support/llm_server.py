@@ -107,9 +107,6 @@ class LLMServer:
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
         request = Request(environ)
-        if request.path == "/v1/models" and request.method == "GET":  # what readiness checks
-            models = {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "owned_by": "stand-in"}]}
-            return Response(json.dumps(models), 200, content_type="application/json")(environ, start_response)
         if request.path != "/v1/chat/completions" or request.method != "POST":
             return Response(json.dumps({"error": {"message": "not found"}}), 404)(environ, start_response)
         body = json.loads(request.get_data())

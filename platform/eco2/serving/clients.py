@@ -177,14 +177,18 @@ class Clients:
         return results
 
     def _ping(self, use: str, client: Any) -> None:
-        """One cheap round trip to the backend behind a client (raises when it is unreachable)."""
+        """One cheap round trip to the backend behind a client (raises when it is unreachable).
+
+        Only the project's own backends are reached. The model provider is not: its client is
+        built (or None, with no key: the offline fallback answers) and that is its check. A probe
+        every few seconds per pod would spend the provider's rate limit, and a slow or failing
+        provider would take every model function's pods out of service at once, so no event
+        could reach them to fail on its own terms (retries, then the dead-letter path)."""
         if use in ("db", "redis", "events"):
             client.ping()
         elif use == "s3":
             client.head_bucket(Bucket=self.settings.s3_bucket)
-        elif use == "openai" and client is not None:  # None: no key, the offline fallback answers
-            client.with_options(timeout=2.0).models.list()
-        # jwt: a local codec, nothing to reach
+        # jwt: a local codec; openai: a third party's service, handled per call (see above)
 
     def close(self) -> None:
         with self._lock:
