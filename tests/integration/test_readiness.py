@@ -103,9 +103,7 @@ def test_the_model_functions_are_ready_without_reaching_the_model_provider(
     builds its client and stops there (`eco2.serving.clients.Clients._ping`). Its address here is
     a port nothing listens on, so a readiness check that reached it would answer 503."""
     nothing_there = free_port()  # bound and released at once
-    client = function_client(
-        function, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=f"http://127.0.0.1:{nothing_there}/v1"
-    )
+    client = function_client(function, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL=f"http://127.0.0.1:{nothing_there}/v1")
     for _ in range(3):
         status, checks = readiness(client)
         assert status == 200 and checks["openai"] == "ok", checks
