@@ -7,7 +7,9 @@ in the same run by a hand-written minimal program doing the same work with the s
    same Redis revocation keys, the same row through a psycopg pool); the `-X importtime` top 10
    (users to that 200, scan-worker to readiness); the functions that call the model get a key and
    the local stand-in (tests/support/llm_server.py), so their start builds the openai client as
-   deployed;
+   deployed; and each function's library floor (_baseline/floor.py: the same baseline after
+   importing every module the function had imported by the same point, except eco2's own), so
+   the function over its floor is eco2's own start and the floor over the baseline the libraries';
 2. a no-I/O route through the framework (auth with the real Redis revocation check, metrics and
    JSON logs on) vs the bare hello: req/s, p50, p99;
 3. GET /api/v1/users/me on real PostgreSQL + Redis vs the plain function: req/s at 10 and 50 in
@@ -201,10 +203,14 @@ def median_start(
     return load.median(times)
 
 
-def import_times(
-    cmd: list[str], env: dict[str, str], path: str, headers: dict[str, str] | None, label: str, top: int = 10
-) -> None:
-    """`python -X importtime` of a function until its first 200 on `path`: top modules."""
+OWN_PACKAGES = frozenset(("eco2", "eventing", "functions", "tests", "main", "__main__"))
+
+
+def imported(
+    cmd: list[str], env: dict[str, str], path: str, headers: dict[str, str] | None
+) -> list[tuple[int, int, str]]:
+    """`python -X importtime` of a process until its first 200 on `path`: (cumulative µs, self µs,
+    name indented by depth below the top level) per module, in the order each finished importing."""
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1", "PYTHONPROFILEIMPORTTIME": "1"}
     import tempfile
@@ -223,6 +229,21 @@ def import_times(
             continue
         _, self_us, cumulative, name = line.replace("import time:", "|").split("|")
         rows.append((int(cumulative), int(self_us), name[1:].rstrip()))  # indented by depth below the top level
+    return rows
+
+
+def floor_modules(rows: list[tuple[int, int, str]], out: Path) -> int:
+    """Write the modules of `rows` that are not eco2's own, in import order, for _baseline/floor.py."""
+    names = [n.strip() for _, _, n in rows if n.strip().split(".")[0] not in OWN_PACKAGES]
+    out.write_text("\n".join(names))
+    return len(names)
+
+
+def import_times(
+    cmd: list[str], env: dict[str, str], path: str, headers: dict[str, str] | None, label: str, top: int = 10
+) -> None:
+    """`python -X importtime` of a function until its first 200 on `path`: top modules."""
+    rows = imported(cmd, env, path, headers)
     total = sum(c for c, _, n in rows if not n.startswith(" "))
     print(f"   -X importtime, {label}: {total / 1000:.0f} ms importing; top {top}:")
     print(f"     {'cumulative':>10} {'self':>8}  module (top-level imports)")
@@ -231,6 +252,38 @@ def import_times(
     print(f"     {'self':>10}           module (any depth)")
     for _cumulative, self_us, name in sorted(rows, key=lambda r: -r[1])[:top]:
         print(f"     {self_us / 1000:8.1f}ms           {name.strip()}")
+
+
+def library_floors(
+    targets: dict[str, tuple[Callable[[int], list[str]], dict[str, str], str, dict[str, str] | None]],
+    env: dict[str, str],
+) -> dict[str, tuple[Callable[[int], list[str]], dict[str, str], str, dict[str, str] | None]]:
+    """A floor per eco2 target (`_baseline/floor.py`): the modules the function imported by its
+    first 200, taken from one `-X importtime` start, imported by the bare baseline (the plain
+    users/me for the users/me target, else the hello) before it serves."""
+    import tempfile
+
+    listing_dir = Path(tempfile.mkdtemp(prefix="eco2-floors-"))
+    floors = {}
+    for label, (cmd, cmd_env, path, headers) in targets.items():
+        if label.startswith("baseline"):
+            continue
+        listing = listing_dir / f"{label.replace('/', '_')}.txt"
+        try:
+            floor_modules(imported(cmd(0), cmd_env, path, headers), listing)
+        except (RuntimeError, TimeoutError):
+            continue  # the function itself cannot start here; its own row says so
+        plain_target = label == "users/me"
+        floor_env = {**(env if plain_target else {}), "FLOOR_MODULES": str(listing)}
+        if plain_target:
+            floor_env["FLOOR_TARGET"] = "users_me"
+        floors[f"floor: {label}"] = (
+            functools.partial(baseline_cmd, source="floor.py", target="users_me" if plain_target else "hello"),
+            floor_env,
+            path,
+            headers,
+        )
+    return floors
 
 
 def precompile() -> None:
@@ -256,6 +309,8 @@ def cold_starts(env: dict[str, str], runs: int, token: str) -> dict[str, float]:
     for name, spec in funcyaml.load(ROOT / "func.yaml").functions.items():
         if (ROOT / spec.main_path).exists():
             targets[name] = (functools.partial(eco2_cmd, name), env, "/health/readiness", None)
+    floors = library_floors(targets, env)
+    targets.update(floors)
     times: dict[str, list[float]] = {label: [] for label in targets}
     failed: dict[str, str] = {}
     labels = list(targets)
@@ -272,20 +327,40 @@ def cold_starts(env: dict[str, str], runs: int, token: str) -> dict[str, float]:
     hello, plain = times["baseline hello"], times["baseline users/me"]
     print(f"   {'baseline: functions-framework hello':<44} {figures['baseline hello'] * 1000:7.0f} ms")
     print(f"   {'baseline: plain users/me, authenticated 200':<44} {figures['baseline users/me'] * 1000:7.0f} ms")
-    for label in labels[3:]:
+
+    def same_round(label: str, base: list[float]) -> float:
+        return load.median([a / b for a, b in zip(times[label], base, strict=True)])
+
+    def own(label: str) -> str:
+        """The function over its library floor, and the floor over its baseline (same rounds)."""
+        floor = f"floor: {label}"
+        if floor not in figures or label not in figures:
+            return ""
+        base = plain if label == "users/me" else hello
+        floor_ratio, own_ratio = same_round(floor, base), same_round(label, times[floor])
+        return f"; floor {figures[floor] * 1000:.0f} ms = {floor_ratio:4.2f}x, eco2's own {own_ratio:4.2f}x"
+
+    for label in [label for label in labels[3:] if not label.startswith("floor: ")]:
         if label in failed:
             print(f"   {label + ', readiness':<44} did not become ready ({failed[label]})")
             continue
-        ratio = load.median([a / b for a, b in zip(times[label], hello, strict=True)])
+        ratio = same_round(label, hello)
         print(
             f"   {label + ', readiness':<44} {figures[label] * 1000:7.0f} ms = {ratio:4.2f}x hello"
-            f" ({verdict(ratio, 1.3, False)})"
+            f" ({verdict(ratio, 1.3, False)}{own(label)})"
         )
-    ratio = load.median([a / b for a, b in zip(times["users/me"], plain, strict=True)])
+    ratio = same_round("users/me", plain)
     print(
         f"   {'users, authenticated GET /users/me 200':<44} {figures['users/me'] * 1000:7.0f} ms = {ratio:4.2f}x plain "
-        f"({verdict(ratio, 1.15, False)})"
+        f"({verdict(ratio, 1.15, False)}{own('users/me')})"
     )
+    print(
+        "   floor: the baseline after importing every module the function had imported by then, but eco2's own"
+        " (_baseline/floor.py); eco2's own = the function / its floor"
+    )
+    for label in failed:
+        if label.startswith("floor: "):
+            print(f"   {label} did not become ready ({failed[label]})")
     import tempfile
 
     with tempfile.TemporaryDirectory() as empty:  # no .pyc anywhere: every module compiled from source
