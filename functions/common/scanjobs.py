@@ -2,7 +2,7 @@
 
 Per job (all kept one hour):
 - `scan:job:{id}`      hash: user_id, status (queued|processing|completed|failed), current_stage, progress
-- `scan:result:{id}`   the final result JSON, written in the same transaction as the `done` event
+- `scan:result:{id}`   the final result JSON, written in the same script as the `done` event
 - `scan:events:{id}`   a Redis stream of progress events; its entry ids are the SSE `id:` values, so a
                        reconnect with Last-Event-ID resumes exactly after the last event seen
 """
@@ -52,6 +52,46 @@ def failed_result(job_id: str, error: str) -> dict[str, Any]:
     }
 
 
+def _event_parts(
+    job_id: str, stage: str, status: StageStatus, result: dict[str, Any] | None, ts: str
+) -> tuple[str, str, int, str]:
+    """An event's data JSON cut around its sequence number (`head + str(seq) + tail` is the JSON
+    of {job_id, stage, status, seq, ts, progress[, result]}, which only the writer can number),
+    the job's progress after it, and the job's new status ("" to keep it)."""
+    index = STAGES.index(stage)
+    progress = PROGRESS[STAGES[index - 1]] if status == "started" and index else PROGRESS[stage]
+    head = json.dumps({"job_id": job_id, "stage": stage, "status": status}, ensure_ascii=False)[:-1] + ', "seq": '
+    rest: dict[str, Any] = {"ts": ts, "progress": progress}
+    if result is not None:
+        rest["result"] = result
+    tail = ", " + json.dumps(rest, ensure_ascii=False)[1:]
+    return head, tail, progress, "processing" if stage not in ("queued", "done") else ""
+
+
+# KEYS: result, sequence counter, events stream, job hash. ARGV: ttl, the final result JSON and its
+# status ("" and "" for none), then five per event: stage, data head, data tail, progress, job status
+_APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[4]) == 0 then return false end
+local ttl = ARGV[1]
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl) end
+local ids = {}
+for i = 4, #ARGV, 5 do
+  seq = seq + 1
+  ids[#ids + 1] = redis.call('XADD', KEYS[3], '*', 'stage', ARGV[i], 'data', ARGV[i + 1] .. seq .. ARGV[i + 2])
+  redis.call('EXPIRE', KEYS[3], ttl)
+  if ARGV[i + 4] ~= '' then
+    redis.call('HSET', KEYS[4], 'current_stage', ARGV[i], 'progress', ARGV[i + 3], 'status', ARGV[i + 4])
+  else
+    redis.call('HSET', KEYS[4], 'current_stage', ARGV[i], 'progress', ARGV[i + 3])
+  end
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], 'status', ARGV[3]) end
+redis.call('SET', KEYS[2], seq, 'EX', ttl)
+return ids
+"""
+
+
 @dataclass(frozen=True)
 class Pending:
     """A progress event noted but not yet written: its time is when it happened."""
@@ -80,6 +120,7 @@ def _job(job_id: str, raw: dict[str, str]) -> Job | None:
 class JobStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis: Any = client  # decode_responses=True: str in, str out (redis-py's stubs cannot say so)
+        self._append_script = client.register_script(_APPEND)  # EVALSHA, loaded again after a Redis restart
 
     def create(self, job_id: str, user_id: str) -> None:
         """The job and its first event (`queued`, seq 1) in one transaction: one round trip on the
@@ -115,40 +156,25 @@ class JobStore:
         return _job(job_id, raw), None if result is None else dict(json.loads(result))
 
     def append(self, job_id: str, events: list[Pending], final: dict[str, Any] | None = None) -> list[str] | None:
-        """Append `events` in order, in one transaction; returns their stream entry ids. With
-        `final`, the job's final result is stored and its status set in the same transaction, so
-        it is readable with `done`.
+        """Append `events` in order, atomically; returns their stream entry ids. With `final`, the
+        job's final result is stored and its status set in the same step, so it is readable with
+        `done`.
 
-        Nothing is written once the job has its final result (None is returned): the first result
-        stands. A job failed by its dead-letter sink while a slow try was still running, or two
-        tries of one job, would otherwise add events after `done`, set the job "processing" again
-        or replace the result the user was shown. Optimistic (WATCH on the result and the sequence
-        counter): three round trips, retried when another writer of the same job got in between."""
-        import redis as redis_lib
-
-        seq_key = f"scan:seq:{job_id}"
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(result_key(job_id), seq_key)
-                    done, current = pipe.mget(result_key(job_id), seq_key)
-                    if done is not None:
-                        pipe.unwatch()
-                        return None
-                    first = int(current or 0) + 1
-                    pipe.multi()
-                    if final is not None:
-                        pipe.set(result_key(job_id), json.dumps(final, ensure_ascii=False), ex=TTL)
-                    for seq, e in enumerate(events, start=first):
-                        self._append(pipe, job_id, e.stage, e.status, seq, e.result, e.ts)
-                    if final is not None:  # after the events: each of them sets the job "processing"
-                        pipe.hset(job_key(job_id), mapping={"status": final["status"]})
-                    pipe.set(seq_key, first + len(events) - 1, ex=TTL)
-                    replies = pipe.execute()
-                except redis_lib.WatchError:
-                    continue
-                offset = 1 if final is not None else 0
-                return [str(replies[offset + 3 * i]) for i in range(len(events))]  # each event queued 3 commands
+        Nothing is written once the job has its final result, or when the job is gone (None is
+        returned): the first result stands. A job failed by its dead-letter sink while a slow try
+        was still running, or two tries of one job, would otherwise add events after `done`, set
+        the job "processing" again or replace the result the user was shown. One Redis script
+        (`_APPEND`, EVALSHA): one round trip, where the optimistic transaction it replaced (WATCH,
+        MGET, MULTI/EXEC) took three, and no retry when another writer of the job gets in between."""
+        args = (
+            [str(TTL), "", ""] if final is None else [str(TTL), json.dumps(final, ensure_ascii=False), final["status"]]
+        )
+        for e in events:
+            head, tail, progress, job_status = _event_parts(job_id, e.stage, e.status, e.result, e.ts)
+            args += [e.stage, head, tail, str(progress), job_status]
+        keys = [result_key(job_id), f"scan:seq:{job_id}", stream_key(job_id), job_key(job_id)]
+        ids = self._append_script(keys=keys, args=args)
+        return None if ids is None else [str(i) for i in ids]
 
     def progress(self, job_id: str) -> JobProgress:
         return JobProgress(self, job_id)
@@ -177,22 +203,10 @@ class JobStore:
         ts: str,
     ) -> None:
         """Queue, on `pipe`, the event (first command: its reply is the stream entry id) and the
-        job's new stage (three commands)."""
-        index = STAGES.index(stage)
-        progress = PROGRESS[STAGES[index - 1]] if status == "started" and index else PROGRESS[stage]
-        data: dict[str, Any] = {
-            "job_id": job_id,
-            "stage": stage,
-            "status": status,
-            "seq": seq,
-            "ts": ts,
-            "progress": progress,
-        }
-        if result is not None:
-            data["result"] = result
-        pipe.xadd(stream_key(job_id), {"stage": stage, "data": json.dumps(data, ensure_ascii=False)})
+        job's new stage (three commands), as `_APPEND` writes them."""
+        head, tail, progress, job_status = _event_parts(job_id, stage, status, result, ts)
+        pipe.xadd(stream_key(job_id), {"stage": stage, "data": f"{head}{seq}{tail}"})
         pipe.expire(stream_key(job_id), TTL)
-        job_status = "processing" if stage not in ("queued", "done") else None
         mapping: dict[str, Any] = {"current_stage": stage, "progress": progress}
         if job_status:
             mapping["status"] = job_status

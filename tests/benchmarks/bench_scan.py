@@ -640,6 +640,61 @@ def run_deployed(args: argparse.Namespace, db_url: str, llm: LLM, logs: Path) ->
         flush_redis()
 
 
+def run_baseline(args: argparse.Namespace, db_url: str, llm: LLM, logs: Path) -> dict[str, float]:
+    """The hand-written pipeline (`_baseline/scan_pipeline.py`) on the same servers, the same LLM
+    stand-in and the same client: submit (8 threads, as scan), worker (200 threads, as scan-worker),
+    streams (ASGI) and the minimal consumer (`_baseline/consumer.py`, parallelism 200)."""
+    import pika
+
+    queue = f"benchscan-base-{uuid.uuid4().hex[:6]}"
+    completed = f"{queue}-completed"
+    source = HERE / "_baseline" / "scan_pipeline.py"
+    env = {
+        **base_env(db_url, queue, llm),
+        "BASE_QUEUE": queue,
+        "BASE_COMPLETED_QUEUE": completed,
+        "WORKERS": "1",
+    }
+    connection = pika.BlockingConnection(pika.URLParameters(RABBIT))
+    channel = connection.channel()
+    for name in (queue, completed):
+        channel.queue_declare(name, durable=True)
+    fleet = Fleet(logs)
+    ports = {name: free_port() for name in ("submit", "worker", "streams")}
+    threads = {"submit": "8", "worker": "200", "streams": "8"}
+    try:
+        flush_redis()
+        scanners = make_scanners(db_url, args.scans)
+        print(f"\nbaseline: the hand-written pipeline (_baseline/scan_pipeline.py), {args.scans} users")
+        for name, port in ports.items():
+            file = HERE / "_baseline" / "scan_streams.py" if name == "streams" else source
+            cmd = ["functions-framework", "--source", str(file), "--target", name, "--port", str(port)]
+            cmd += ["--host", "127.0.0.1", *(["--asgi"] if name == "streams" else [])]
+            fleet.start(name, cmd, {**env, "THREADS": threads[name]})
+            print(f"  {name:<12} :{port}  WORKERS=1 THREADS={threads[name]}{' (ASGI)' if name == 'streams' else ''}")
+        for name, port in ports.items():
+            fleet.wait_ready(name, f"http://127.0.0.1:{port}/health/readiness")
+        worker_url = f"http://127.0.0.1:{ports['worker']}/"
+        fleet.start(
+            "consumer", [sys.executable, str(HERE / "_baseline" / "consumer.py"), RABBIT, queue, worker_url, "200"], env
+        )
+        deadline = time.monotonic() + 30
+        while "consuming" not in fleet.log("consumer"):
+            if fleet.procs["consumer"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the baseline consumer did not start:\n" + fleet.log("consumer"))
+            time.sleep(0.05)
+        print(f"  consumer     {queue} -> {worker_url} (parallelism 200)")
+        bases = f"http://127.0.0.1:{ports['submit']}", f"http://127.0.0.1:{ports['streams']}"
+        return measured_burst("baseline (hand-written)", fleet, llm, *bases, scanners)
+    finally:
+        fleet.stop_all()
+        with contextlib.suppress(Exception):
+            for name in (queue, completed):
+                channel.queue_delete(name)
+            connection.close()
+        flush_redis()
+
+
 def run_dev(args: argparse.Namespace, db_url: str, llm: LLM, logs: Path) -> dict[str, float]:
     broker = f"benchscan{uuid.uuid4().hex[:6]}"
     env = {
@@ -700,7 +755,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scans", type=int, default=200)
     parser.add_argument("--serve-llm", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=("both", "deployed", "dev"), default="both")
+    parser.add_argument(
+        "--mode",
+        choices=("all", "baseline", "deployed", "dev"),
+        default="all",
+        help="all: the hand-written baseline, deployed and dev, in that order",
+    )
     parser.add_argument("--chart", action="store_true", help="write a PNG chart into tests/benchmarks/results/")
     parser.add_argument(
         "--worker-threads", type=int, help="THREADS for scan-worker (deployed; default: func.yaml's, i.e. unset)"
@@ -719,7 +779,7 @@ def main() -> None:
     if args.serve_llm:
         serve_llm()
         return
-    modes = ("deployed", "dev") if args.mode == "both" else (args.mode,)
+    modes = ("baseline", "deployed", "dev") if args.mode == "all" else (args.mode,)
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     logs = Path(tempfile.mkdtemp(prefix="bench-scan-"))
     llm = LLM(logs)
@@ -728,7 +788,7 @@ def main() -> None:
         with interrupted_on_sigterm():
             for repetition in range(args.repeat):
                 for mode in modes if repetition % 2 == 0 else modes[::-1]:
-                    run = run_deployed if mode == "deployed" else run_dev
+                    run = {"baseline": run_baseline, "deployed": run_deployed, "dev": run_dev}[mode]
                     runs[mode].append(run(args, db_url, llm, logs / f"{mode}-{repetition}"))
     finally:
         llm.close()

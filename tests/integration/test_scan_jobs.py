@@ -96,3 +96,33 @@ def test_concurrent_writers_of_one_job_get_contiguous_sequence_numbers(store: Jo
     seqs = [seq for _stage, _status, seq in events(store, job_id)]
     assert seqs == list(range(1, 42))  # `queued` and 40 events, none lost or repeated
     assert store.redis.xlen(stream_key(job_id)) == 41
+
+
+def test_a_job_that_is_gone_gets_nothing_written(store: JobStore) -> None:
+    """Expired or deleted: no event, no half job hash without its owner (the hash alone would be
+    a job nobody can read)."""
+    job_id = uuid.uuid4().hex
+    assert store.append(job_id, [Pending("vision", "started", _now())]) is None
+    assert store.redis.exists(stream_key(job_id), f"scan:job:{job_id}", f"scan:seq:{job_id}") == 0
+
+
+def test_each_write_is_one_round_trip(store: JobStore) -> None:
+    """One EVALSHA per write of a job's progress, and no WATCH (the optimistic transaction it
+    replaced took three round trips per write)."""
+
+    def calls() -> dict[str, int]:
+        stats = store.redis.info("commandstats")
+        return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "watch", "exec")}
+
+    job_id = uuid.uuid4().hex
+    store.create(job_id, "user-1")
+    progress = store.progress(job_id)
+    store.append(job_id, [Pending("vision", "started", _now())])  # loads the script on a new server
+    before = calls()
+    progress.event("vision", "completed")
+    progress.event("answer", "started")
+    progress.flush()
+    assert progress.finish(completed(job_id))["status"] == "completed"
+    after = calls()
+    assert {name: after[name] - before[name] for name in after} == {"evalsha": 2, "watch": 0, "exec": 0}
+    assert [stage for stage, _status, _seq in events(store, job_id)][-1] == "done"
