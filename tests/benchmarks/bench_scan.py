@@ -6,9 +6,13 @@ client follows its SSE stream to `done`. The LLM is a local OpenAI-compatible st
 after a fixed delay (vision 2 s, answer 3 s). Real PostgreSQL (a fresh database, migrated, dropped
 after), Redis (db 12, flushed) and RabbitMQ (a broker name of its own, its queues deleted after).
 
-Two modes, each printing throughput, p50/p95/p99 submit->done, the overhead beyond the LLM and
+Three modes, each printing throughput, p50/p95/p99 submit->done, the overhead beyond the LLM and
 where each scan's time went (the gaps between its progress events, server timestamps):
 
+- `baseline`: the same flow written by hand with the same libraries and none of eco2
+  (_baseline/scan_pipeline.py and scan_streams.py on functions-framework, _baseline/consumer.py
+  as the dispatcher), doing less than eco2 does (no reward path, retries, dead letters, metrics or
+  log lines), on the same servers, LLM stand-in and client: what this machine gives the stack;
 - `deployed`: each function the scan flow needs as its own OS process on its container command
   (`python -m eco2.serving.server functions/<name>/main.py`; streams is an async function and the
   same command serves it on uvicorn), its own port, the environment its Knative Service gets
@@ -19,7 +23,8 @@ where each scan's time went (the gaps between its progress events, server timest
   process used during the burst is printed (/proc utime + stime).
 - `dev`: `eco2 dev` (every function, the gateway and the dispatchers in one process).
 
-    python tests/benchmarks/bench_scan.py                  # both modes, 200 scans each
+    python tests/benchmarks/bench_scan.py                  # baseline, deployed, dev: 200 scans each
+    python tests/benchmarks/bench_scan.py --repeat 3       # three bursts per mode, interleaved; their median
     python tests/benchmarks/bench_scan.py --mode deployed --scans 50
     python tests/benchmarks/bench_scan.py --chart          # also a PNG into tests/benchmarks/results/
 

@@ -15,12 +15,13 @@ with the same libraries and none of eco2, doing the work on a scan's way to `don
 Left out, so the baseline's work is less than eco2's: the reward path (character and users
 consuming `completed`), retries and dead letters, idempotency keys, the metrics and log lines.
 
-Clients are built on first use in each process (after gunicorn's fork); the publisher is one
-connection per process behind a lock (a pika connection is not thread-safe).
+The openai client is built at import (it connects on first use); Redis and the publisher on
+first use in each process, after gunicorn's fork.
 """
 
 import json
 import os
+import queue
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit
 
 import functions_framework
 import jwt
+import openai
 import pika
 import redis
 
@@ -53,21 +55,26 @@ def _redis():  # type: ignore[no-untyped-def]
 
 
 class Publisher:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.channel = None
+    """Up to 8 connections (a pika connection is not thread-safe), so concurrent publishers wait
+    for their confirms in parallel rather than behind one lock."""
 
-    def publish(self, queue: str, data: dict, event_type: str, subject: str) -> None:  # type: ignore[type-arg]
-        with self.lock:
-            if self.channel is None:
-                connection = pika.BlockingConnection(pika.URLParameters(os.environ["RABBITMQ_URL"]))
-                self.channel = connection.channel()
-                self.channel.confirm_delivery()
-            headers = {"specversion": "1.0", "id": uuid.uuid4().hex, "source": "/baseline", "type": event_type}
-            properties = pika.BasicProperties(
-                content_type="application/json", delivery_mode=2, headers={**headers, "subject": subject}
-            )
-            self.channel.basic_publish("", queue, json.dumps(data).encode(), properties, mandatory=True)
+    def __init__(self, size: int = 8) -> None:
+        self.idle: queue.LifoQueue = queue.LifoQueue()  # type: ignore[type-arg]
+        self.slots = threading.BoundedSemaphore(size)
+
+    def publish(self, queue_name: str, data: dict, event_type: str, subject: str) -> None:  # type: ignore[type-arg]
+        headers = {"specversion": "1.0", "id": uuid.uuid4().hex, "source": "/baseline", "type": event_type}
+        properties = pika.BasicProperties(
+            content_type="application/json", delivery_mode=2, headers={**headers, "subject": subject}
+        )
+        with self.slots:
+            try:
+                channel = self.idle.get_nowait()
+            except queue.Empty:
+                channel = pika.BlockingConnection(pika.URLParameters(os.environ["RABBITMQ_URL"])).channel()
+                channel.confirm_delivery()
+            channel.basic_publish("", queue_name, json.dumps(data).encode(), properties, mandatory=True)
+            self.idle.put(channel)
 
 
 def _publisher() -> Publisher:
@@ -144,13 +151,12 @@ def submit(request):  # type: ignore[no-untyped-def]
     return {"job_id": job_id, "stream_url": f"/api/v1/scan/{job_id}/events"}, 202
 
 
-def _openai():  # type: ignore[no-untyped-def]
-    import openai
+# built at import, as a serverless function's global client usually is (it connects on first use)
+OPENAI = openai.OpenAI(api_key=os.environ["OPENAI_API_KEY"], base_url=os.environ["OPENAI_BASE_URL"])
 
-    return _client(
-        "openai",
-        lambda: openai.OpenAI(api_key=os.environ["OPENAI_API_KEY"], base_url=os.environ["OPENAI_BASE_URL"]),
-    )
+
+def _openai():  # type: ignore[no-untyped-def]
+    return OPENAI
 
 
 def _ask(messages) -> dict:  # type: ignore[no-untyped-def, type-arg]
