@@ -323,7 +323,10 @@ def cold_starts(env: dict[str, str], runs: int, token: str) -> dict[str, float]:
                 times[label].append(median_start(cmd, cmd_env, path, 1, cmd_headers))
             except (RuntimeError, TimeoutError) as exc:  # e.g. needs an outside service this run does not give
                 failed[label] = f"{type(exc).__name__}: {exc}"
-    figures = {label: load.median(values) for label, values in times.items() if values}
+    order = [x for label in labels if not label.startswith("floor: ") for x in (f"floor: {label}", label)]
+    figures = {
+        label: load.median(times[label]) for label in order if times.get(label)
+    }  # each floor beside its function
     hello, plain = times["baseline hello"], times["baseline users/me"]
     print(f"   {'baseline: functions-framework hello':<44} {figures['baseline hello'] * 1000:7.0f} ms")
     print(f"   {'baseline: plain users/me, authenticated 200':<44} {figures['baseline users/me'] * 1000:7.0f} ms")

@@ -14,8 +14,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def write(name: str, panels: dict[str, dict[str, float]], *, log: bool = False) -> Path:
     """One bar chart per panel (figure label -> value); baselines are the labels holding "baseline"
-    or "plain", drawn grey. `log`: logarithmic value axes (figures spanning decades). Returns the
-    PNG's path."""
+    or "plain", drawn grey, and library floors (labels starting "floor"), light grey. `log`:
+    logarithmic value axes (figures spanning decades). Returns the PNG's path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,7 +26,14 @@ def write(name: str, panels: dict[str, dict[str, float]], *, log: bool = False) 
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (title, figures) in zip(axes[0], panels.items(), strict=True):
         labels = list(figures)
-        colours = ["#9e9e9e" if ("baseline" in k or "plain" in k or "hello" in k) else "#2e7d32" for k in labels]
+        colours = [
+            "#c8c8c8"
+            if k.startswith("floor")
+            else "#9e9e9e"
+            if ("baseline" in k or "plain" in k or "hello" in k)
+            else "#2e7d32"
+            for k in labels
+        ]
         bars = ax.bar(range(len(labels)), [figures[k] for k in labels], color=colours)
         ax.bar_label(bars, fmt="%.3g", fontsize=7)
         ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
