@@ -232,11 +232,9 @@ def imported(
     return rows
 
 
-def floor_modules(rows: list[tuple[int, int, str]], out: Path) -> int:
+def floor_modules(rows: list[tuple[int, int, str]], out: Path) -> None:
     """Write the modules of `rows` that are not eco2's own, in import order, for _baseline/floor.py."""
-    names = [n.strip() for _, _, n in rows if n.strip().split(".")[0] not in OWN_PACKAGES]
-    out.write_text("\n".join(names))
-    return len(names)
+    out.write_text("\n".join(n.strip() for _, _, n in rows if n.strip().split(".")[0] not in OWN_PACKAGES))
 
 
 def import_times(

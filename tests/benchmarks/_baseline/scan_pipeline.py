@@ -99,7 +99,7 @@ def _claims(token):  # type: ignore[no-untyped-def]
 
 def _revoked(values, claims) -> bool:  # type: ignore[no-untyped-def]
     revoked, before, *session = values
-    return revoked is not None or (session and session[0] is not None) or bool(before and claims["iat"] <= int(before))
+    return revoked is not None or (session and session[0] is not None) or bool(before and claims["iat"] <= int(float(before)))
 
 
 def _revocation_keys(claims):  # type: ignore[no-untyped-def]
